@@ -1,0 +1,1 @@
+"""The `botify` command line."""

@@ -1,0 +1,43 @@
+"""Progress bars and the day's summary table, shared by the commands that simulate."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator, Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from botify.sim.runner import DaySummary
+
+console = Console()
+
+
+@contextmanager
+def session_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over sessions; yields the callback that advances it."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("sessions"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda count: progress.advance(task, count)
+
+
+def summary_table(days: list[DaySummary], title: str = "Simulation summary") -> Table:
+    """The course's per-day summary: sessions, mean session time and tracks with standard errors."""
+    table = Table(title=title)
+    for column in ("day", "sessions", "mean time ± se", "mean tracks ± se", "truncated", "steps/s"):
+        table.add_column(column, justify="right")
+    extra = sorted({key for day in days for key in day.result.agent_report})
+    for key in extra:
+        table.add_column(key, justify="right")
+    for day in days:
+        (time_mean, time_sem), (tracks_mean, tracks_sem) = day.time, day.tracks
+        table.add_row(
+            str(day.day), str(day.sessions), f"{time_mean:.3f} ± {time_sem:.3f}",
+            f"{tracks_mean:.3f} ± {tracks_sem:.3f}", str(int(day.result.truncated.sum())),
+            f"{day.steps_per_second:,.0f}", *(str(day.result.agent_report.get(key, 0)) for key in extra),
+        )
+    return table

@@ -1,0 +1,71 @@
+"""`botify sim`: simulated listeners against an agent, day by day."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+
+from botify.cli.progress import console, session_progress, summary_table
+from botify.sim.runner import AgentSpec, DaySummary, SimSettings, Simulation
+
+
+@click.group()
+def sim() -> None:
+    """Run simulated listeners."""
+
+
+def _write_sessions(path: Path, days: list[DaySummary]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["day", "episode", "user", "time", "tracks", "truncated"])
+        for day in days:
+            result = day.result
+            for row in zip(result.episode, result.user, result.time, result.tracks, result.truncated):
+                writer.writerow([day.day, int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3]), int(row[4])])
+
+
+@sim.command()
+@click.option("--world", "world_dir", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
+              help="World directory (botify world generate).")
+@click.option("--episodes", type=click.IntRange(min=1), default=10_000, show_default=True, help="Sessions per day.")
+@click.option("--agent", default="random", show_default=True,
+              help="random, remote, console, oracle, or module:Class for your own botify.sim.Agent.")
+@click.option("--url", help="Server for the remote agent, e.g. http://localhost:5001.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes; results do not depend on it.")
+@click.option("--days", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--no-pause", is_flag=True, help="Do not ask before starting the next day.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Sessions stepped together (part of what a seed means).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Truncate sessions longer than this many recommendations.")
+@click.option("--connections", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Keep-alive connections of the remote agent.")
+@click.option("--sessions-csv", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write each session's outcome (day, episode, user, time, tracks) to this CSV.")
+def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_size, max_steps, connections,
+        sessions_csv) -> None:
+    """Simulate DAYS days of EPISODES sessions and print the course's summary per day."""
+    settings = SimSettings(episodes=episodes, seed=seed, processes=processes, chunk_size=chunk_size,
+                           max_steps=max_steps)
+    simulation = Simulation(world_dir, AgentSpec(kind=agent, url=url, connections=connections), settings)
+    summaries: list[DaySummary] = []
+    try:
+        for day in range(1, days + 1):
+            with session_progress(f"day {day} ({agent})", episodes) as advance:
+                summaries.append(simulation.run_day(day, advance))
+            console.print(summary_table(summaries[-1:], title=f"Day {day}"))
+            if day < days and not no_pause and sys.stdin.isatty():
+                if not click.confirm(f"End of day {day}. Start day {day + 1}?", default=True):
+                    break
+    finally:
+        simulation.close()
+    if len(summaries) > 1:
+        console.print(summary_table(summaries))
+    if sessions_csv:
+        _write_sessions(sessions_csv, summaries)
+        console.print(f"sessions written to {sessions_csv}")

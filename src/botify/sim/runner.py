@@ -1,0 +1,298 @@
+"""Simulated days: episodes split into seeded chunks, stepped in batches, over processes.
+
+Chunk c of day d draws its users and the listener's randomness from the generator seeded
+with (seed, d, c), and the agent's from (seed, d, c, 1). Chunks never depend on which
+process runs them, so the same seed gives the same sessions in one process or many.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from botify.errors import BotifyError
+from botify.sim.agents import Agent, ConsoleAgent, Observation, OracleAgent, RandomAgent
+from botify.sim.engine import DEFAULT_MAX_STEPS, ListenerModel
+from botify.world.model import World
+
+BUILTIN_AGENTS = ("random", "remote", "console", "oracle")
+
+
+class AgentSpec(BaseModel):
+    """How to build an agent, in this process or in a worker: a built-in name or `module:Class`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "random"
+    url: str | None = None
+    connections: int = Field(32, ge=1)
+    timeout: float = Field(5.0, gt=0)
+    retries: int = Field(6, ge=0)
+
+
+class SimSettings(BaseModel):
+    """What a simulated day is made of."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    episodes: int = Field(10_000, ge=1)
+    seed: int = 42
+    processes: int = Field(1, ge=1)
+    chunk_size: int = Field(4096, ge=1, description="sessions stepped together; part of the seed's meaning")
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
+
+
+def make_agent(spec: AgentSpec, world: World) -> Agent:
+    """Build the agent a spec names; `package.module:Class` loads any Agent subclass."""
+    if spec.kind == "random":
+        return RandomAgent(world.catalog.size)
+    if spec.kind == "oracle":
+        return OracleAgent(world)
+    if spec.kind == "console":
+        return ConsoleAgent(world)
+    if spec.kind == "remote":
+        from botify.sim.remote import RemoteAgent
+
+        if not spec.url:
+            raise BotifyError("the remote agent needs --url (e.g. http://localhost:5001)")
+        agent = RemoteAgent(spec.url, world.catalog.size, spec.connections, spec.timeout, spec.retries)
+        agent.check()
+        return agent
+    if ":" in spec.kind:
+        module_name, _, attribute = spec.kind.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise BotifyError(f"cannot load agent {spec.kind!r}: {error}") from error
+        agent = factory(world)
+        if not isinstance(agent, Agent):
+            raise BotifyError(f"{spec.kind} built a {type(agent).__name__}, not a botify.sim.Agent")
+        return agent
+    raise BotifyError(f"unknown agent {spec.kind!r}: use one of {', '.join(BUILTIN_AGENTS)} or module:Class")
+
+
+@dataclass
+class ChunkResult:
+    """Per-session outcomes of one chunk, in episode order."""
+
+    episode: np.ndarray
+    user: np.ndarray
+    time: np.ndarray
+    tracks: np.ndarray
+    truncated: np.ndarray
+    steps: int
+    agent_report: dict[str, int] = field(default_factory=dict)
+
+
+def _observe(sessions, tracks: np.ndarray, times: np.ndarray) -> Observation:
+    return Observation(sessions.user, tracks, times, sessions.episode, sessions.steps, sessions)
+
+
+def run_chunk(
+    model: ListenerModel,
+    agent: Agent,
+    settings: SimSettings,
+    day: int,
+    chunk: int,
+    on_sessions_done: Callable[[int], None] = lambda count: None,
+) -> ChunkResult:
+    """Simulate chunk `chunk` of day `day` to the end of its last session."""
+    first = chunk * settings.chunk_size
+    size = min(settings.chunk_size, settings.episodes - first)
+    episodes = np.arange(first, first + size)
+    rng = np.random.default_rng([settings.seed, day, chunk])
+    agent.reset(np.random.default_rng([settings.seed, day, chunk, 1]))
+    n_users = model.world.users.size
+    users = rng.choice(n_users, size, replace=False) if size <= n_users else rng.integers(0, n_users, size)
+
+    sessions = model.start(users, rng, episodes)
+    tracks, times = sessions.last_track, np.ones(size)
+    total_time, total_tracks = np.zeros(size), np.zeros(size, dtype=np.int64)
+    truncated = np.zeros(size, dtype=bool)
+    steps = 0
+    while sessions.size:
+        actions = agent.next(_observe(sessions, tracks, times))
+        result = model.step(sessions, actions, rng)
+        steps += sessions.size
+        done = result.done
+        if done.any():
+            ended = sessions.keep(done)
+            agent.last(_observe(ended, actions[done], result.time[done]))
+            rows = ended.episode - first
+            total_time[rows] = ended.total_time
+            total_tracks[rows] = ended.length
+            truncated[rows] = result.truncated[done]
+            on_sessions_done(int(done.sum()))
+            live = ~done
+            sessions, tracks, times = sessions.keep(live), actions[live], result.time[live]
+        else:
+            tracks, times = actions, result.time
+    return ChunkResult(episodes, users, total_time, total_tracks, truncated, steps, agent.report())
+
+
+@dataclass
+class DaySummary:
+    """A simulated day in the course's terms: sessions, session time and tracks per session."""
+
+    day: int
+    result: ChunkResult
+    seconds: float
+
+    @property
+    def sessions(self) -> int:
+        return len(self.result.time)
+
+    @staticmethod
+    def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+        sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+        return float(values.mean()), float(sem)
+
+    @property
+    def time(self) -> tuple[float, float]:
+        return self._mean_sem(self.result.time)
+
+    @property
+    def tracks(self) -> tuple[float, float]:
+        return self._mean_sem(self.result.tracks.astype(np.float64))
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.result.steps / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {
+            "day": self.day,
+            "sessions": self.sessions,
+            "mean_time": self.time[0],
+            "sem_time": self.time[1],
+            "mean_tracks": self.tracks[0],
+            "sem_tracks": self.tracks[1],
+            "truncated": int(self.result.truncated.sum()),
+            "steps": self.result.steps,
+            "seconds": self.seconds,
+            **{f"agent_{key}": value for key, value in self.result.agent_report.items()},
+        }
+
+
+def _merge(results: list[ChunkResult]) -> ChunkResult:
+    results = sorted(results, key=lambda r: int(r.episode[0]))
+    report: dict[str, int] = {}
+    for item in results:
+        for key, value in item.agent_report.items():
+            report[key] = report.get(key, 0) + value
+    return ChunkResult(
+        episode=np.concatenate([r.episode for r in results]),
+        user=np.concatenate([r.user for r in results]),
+        time=np.concatenate([r.time for r in results]),
+        tracks=np.concatenate([r.tracks for r in results]),
+        truncated=np.concatenate([r.truncated for r in results]),
+        steps=sum(r.steps for r in results),
+        agent_report=report,
+    )
+
+
+_worker: dict = {}
+
+
+def _start_worker(world_dir: str, agent_spec: dict, settings: dict, progress: multiprocessing.Queue) -> None:
+    """Load the world and agent once per worker; a failure is kept and raised by the first task
+    (an initializer that raises makes the pool respawn workers forever)."""
+    try:
+        world = World.load(Path(world_dir))
+        settings_model = SimSettings(**settings)
+        _worker.update(
+            model=ListenerModel(world, settings_model.max_steps),
+            agent=make_agent(AgentSpec(**agent_spec), world),
+            settings=settings_model,
+            progress=progress,
+        )
+    except Exception as error:  # noqa: BLE001 - re-raised in _work_on_chunk
+        _worker["error"] = error
+
+
+def _work_on_chunk(day: int, chunk: int) -> ChunkResult:
+    if "error" in _worker:
+        raise _worker["error"]
+    return run_chunk(
+        _worker["model"], _worker["agent"], _worker["settings"], day, chunk, _worker["progress"].put
+    )
+
+
+class Simulation:
+    """Runs days of sessions for one world, agent and settings, in-process or on a pool."""
+
+    def __init__(self, world_dir: Path, agent_spec: AgentSpec, settings: SimSettings, world: World | None = None) -> None:
+        self.world_dir = Path(world_dir)
+        self.agent_spec = agent_spec
+        self.settings = settings
+        self.world = world or World.load(self.world_dir)
+        if agent_spec.kind == "console" and settings.processes > 1:
+            raise BotifyError("the console agent runs in one process: drop --processes")
+        self.chunk_size = settings.chunk_size
+        self._pool = None
+        self._model: ListenerModel | None = None
+        self._agent: Agent | None = None
+
+    def _local(self) -> tuple[ListenerModel, Agent]:
+        if self._model is None:
+            self._model = ListenerModel(self.world, self.settings.max_steps)
+            self._agent = make_agent(self.agent_spec, self.world)
+            if self._agent.max_batch is not None and self.settings.chunk_size > self._agent.max_batch:
+                self.settings = self.settings.model_copy(update={"chunk_size": self._agent.max_batch})
+        return self._model, self._agent
+
+    def run_day(self, day: int, on_sessions_done: Callable[[int], None] = lambda count: None) -> DaySummary:
+        """Simulate one day; `on_sessions_done` hears how many sessions just finished."""
+        started = time.perf_counter()
+        if self.settings.processes == 1:
+            model, agent = self._local()
+            chunks = range(-(-self.settings.episodes // self.settings.chunk_size))
+            results = [run_chunk(model, agent, self.settings, day, c, on_sessions_done) for c in chunks]
+        else:
+            results = self._run_on_pool(day, on_sessions_done)
+        return DaySummary(day, _merge(results), time.perf_counter() - started)
+
+    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None]) -> list[ChunkResult]:
+        context = multiprocessing.get_context("spawn")
+        if self._pool is None:
+            self._progress = context.Manager().Queue()
+            self._pool = context.Pool(
+                self.settings.processes,
+                initializer=_start_worker,
+                initargs=(
+                    str(self.world_dir),
+                    self.agent_spec.model_dump(),
+                    self.settings.model_dump(),
+                    self._progress,
+                ),
+            )
+        chunks = range(-(-self.settings.episodes // self.settings.chunk_size))
+        pending = self._pool.starmap_async(_work_on_chunk, [(day, chunk) for chunk in chunks])
+        while not pending.ready():
+            try:
+                on_sessions_done(self._progress.get(timeout=0.1))
+            except queue.Empty:
+                pass
+        results = pending.get()
+        while True:
+            try:
+                on_sessions_done(self._progress.get_nowait())
+            except queue.Empty:
+                break
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+        if self._agent is not None:
+            self._agent.close()
