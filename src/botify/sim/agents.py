@@ -55,7 +55,7 @@ class Agent(ABC):
         """Sessions in `observation` have ended with these tracks and times."""
 
     def report(self) -> dict[str, int]:
-        """Counters worth showing in the day's summary (failures, retries, ...)."""
+        """Counters since the last `reset` worth showing in the day's summary (failures, retries, ...)."""
         return {}
 
     def close(self) -> None:

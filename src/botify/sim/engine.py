@@ -98,7 +98,7 @@ class ListenerModel:
             raise ValueError("max_steps must be at least 1")
         self.world = world
         self.max_steps = max_steps
-        self.embeddings = world.embeddings
+        self.embeddings = np.asarray(world.embeddings)  # a plain view: memmap indexing is slow per step
         self.track_artist = world.track_artist
         self.n_tracks = world.catalog.size
         users = world.users

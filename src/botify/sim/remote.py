@@ -266,9 +266,18 @@ class RemoteAgent(Agent):
     def last(self, observation: Observation) -> None:
         self.client.post_batch("last", observation.user, observation.track, observation.time)
 
-    def report(self) -> dict[str, int]:
+    def _counters(self) -> dict[str, int]:
         stats = self.client.stats
         return {"requests": stats.requests, "retries": stats.retries, "failures": stats.failures}
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self._counted = self._counters()
+
+    def report(self) -> dict[str, int]:
+        """Counters since the last `reset`, so that chunks add up."""
+        counted = getattr(self, "_counted", {})
+        return {key: value - counted.get(key, 0) for key, value in self._counters().items()}
 
     def close(self) -> None:
         self.client.close()

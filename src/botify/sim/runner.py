@@ -72,7 +72,10 @@ def make_agent(spec: AgentSpec, world: World) -> Agent:
             factory = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise BotifyError(f"cannot load agent {spec.kind!r}: {error}") from error
-        agent = factory(world)
+        try:
+            agent = factory(world)
+        except TypeError as error:
+            raise BotifyError(f"cannot build agent {spec.kind!r} from a world: {error}") from error
         if not isinstance(agent, Agent):
             raise BotifyError(f"{spec.kind} built a {type(agent).__name__}, not a botify.sim.Agent")
         return agent

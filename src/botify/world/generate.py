@@ -220,7 +220,7 @@ def _generate_users(
 
     n_interests = rng.integers(spec.min_interests, max(spec.min_interests, spec.max_interests) + 1, n_users)
     openness = rng.beta(2.0, 2.0 * (1 - spec.openness_mean) / spec.openness_mean, n_users)
-    longest = int(n_interests.max())
+    longest = 2 * int(n_interests.max())  # spare hops replace walks that revisit a track
     chain = np.empty((n_users, longest), dtype=np.int64)
     artist = _sample_by_weight(rng, popularity, n_users)
     for hop in range(longest):
@@ -234,7 +234,10 @@ def _generate_users(
         offset = (rng.random(n_users) * (artist_offsets[artist + 1] - artist_offsets[artist])).astype(np.int64)
         chain[:, hop] = artist_tracks[artist_offsets[artist] + offset]
 
-    interests = [np.unique(chain[user, : n_interests[user]]) for user in range(n_users)]
+    interests = []
+    for user in range(n_users):
+        distinct, first_seen = np.unique(chain[user], return_index=True)
+        interests.append(distinct[np.argsort(first_seen)][: n_interests[user]])
     shuffled = [row[rng.permutation(len(row))] for row in interests]
     lengths = np.array([len(row) for row in shuffled])
     return Users(

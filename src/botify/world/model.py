@@ -182,7 +182,7 @@ class Users:
                 "artist_discount_gamma", DEFAULT_ARTIST_DISCOUNT_GAMMA, np.float64, 0.0, 1.0
             ),
             interest_neighbours=column(
-                "interest_neighbours", DEFAULT_INTEREST_NEIGHBOURS, np.int32, 1, n_tracks
+                "interest_neighbours", min(DEFAULT_INTEREST_NEIGHBOURS, n_tracks), np.int32, 1, n_tracks
             ),
         )
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: small generated worlds and hand-built tiny worlds with known geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from botify.world import Catalog, Users, World, WorldSpec, generate_world
+
+SMALL_SPEC = WorldSpec(seed=7, tracks=800, users=400, dim=16)
+
+
+@pytest.fixture(scope="session")
+def small_world() -> World:
+    return generate_world(SMALL_SPEC)
+
+
+@pytest.fixture(scope="session")
+def small_world_dir(tmp_path_factory: pytest.TempPathFactory, small_world: World) -> Path:
+    directory = tmp_path_factory.mktemp("world")
+    small_world.save(directory)
+    return directory
+
+
+def tiny_world(
+    embeddings: np.ndarray | list,
+    artists: list[str],
+    users: list[dict],
+) -> World:
+    """A world built by hand: embeddings as given (not normalised), one artist per track."""
+    records = [{"track": i, "title": f"t{i}", "artist": artist} for i, artist in enumerate(artists)]
+    catalog = Catalog.from_records(records)
+    user_records = [{"user": i, **user} for i, user in enumerate(users)]
+    return World(catalog, np.asarray(embeddings, dtype=np.float32), Users.from_records(user_records, catalog.size))
