@@ -28,6 +28,7 @@ test: $(TEST_INSTALLED)
 
 bench: $(TEST_INSTALLED)
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/service_load.py
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache

@@ -34,3 +34,22 @@ def tiny_world(
     catalog = Catalog.from_records(records)
     user_records = [{"user": i, **user} for i, user in enumerate(users)]
     return World(catalog, np.asarray(embeddings, dtype=np.float32), Users.from_records(user_records, catalog.size))
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from tests.servers import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_server) -> str:
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.resume()
+    redis_server.command("FLUSHALL")
+    redis_server.command("CONFIG", "RESETSTAT")
+    return redis_server.url

@@ -8,6 +8,7 @@ import click
 
 from botify import __version__
 from botify.cli.demo import demo
+from botify.cli.serve import serve
 from botify.cli.sim import sim
 from botify.cli.world import world
 from botify.errors import BotifyError
@@ -33,4 +34,5 @@ def cli() -> None:
 
 cli.add_command(world)
 cli.add_command(sim)
+cli.add_command(serve)
 cli.add_command(demo)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -101,6 +102,7 @@ class ClientStats:
     reconnects: int = 0
     last_error: str = ""
     by_status: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
 
 
 class BotifyClient:
@@ -113,6 +115,7 @@ class BotifyClient:
         timeout: float = 5.0,
         retries: int = 6,
         backoff: float = 0.05,
+        record_latency: bool = False,
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
@@ -124,13 +127,14 @@ class BotifyClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.record_latency = record_latency
         self.stats = ClientStats()
         self._loop = asyncio.new_event_loop()
         self._pool: list[_Connection] = []
         self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
 
-    def _payload(self, endpoint: str, user: int, track: int, time: float) -> bytes:
-        body = b'{"track":%d,"time":%s}' % (track, repr(float(time)).encode())
+    def _payload(self, endpoint: str, user: int, track: int, played: float) -> bytes:
+        body = b'{"track":%d,"time":%s}' % (track, repr(float(played)).encode())
         return (
             b"POST %s/%s/%d HTTP/1.1\r\n" % (self.prefix.encode(), endpoint.encode(), user)
             + self._host_header
@@ -158,7 +162,10 @@ class BotifyClient:
             try:
                 connection = await self._connect(self._pool[slot])
                 self._pool[slot] = connection
+                sent = time.perf_counter()
                 status, body = await connection.request(payload, self.timeout)
+                if self.record_latency:
+                    self.stats.latencies.append(time.perf_counter() - sent)
                 self.stats.requests += 1
                 self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
                 if status >= 500:

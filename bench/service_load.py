@@ -1,0 +1,142 @@
+"""Keep-alive load on the botify service: requests/s, latency percentiles, errors, server CPU.
+
+  python bench/service_load.py [--requests N] [--connections C] [--quick]
+
+For each store (embedded, and Redis when `redis-server` is installed) and each recommender
+(`random`, `sticky_artist`), starts `botify serve` on the default world with one worker,
+times its start-up (spawn to a 200 on /ready), then drives POST /next with random users and
+tracks over C keep-alive connections from this process and prints the figures. Server CPU
+per request comes from the server process's own CPU time (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from botify.sim.remote import BotifyClient
+from botify.world import WorldSpec, generate_world, world_exists
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
+    client = BotifyClient(url, connections=1, timeout=0.5, retries=0)
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            try:
+                if client.get("/ready")[0] == 200:
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.01)
+        raise SystemExit(f"{url} not ready in time")
+    finally:
+        client.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_redis() -> tuple[subprocess.Popen, str] | None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.01)
+    raise SystemExit("redis-server did not start")
+
+
+def run(world: Path, work: Path, recommender: str, redis_url: str | None, requests: int, connections: int) -> None:
+    experiments = work / f"{recommender}.toml"
+    experiments.write_text(f'default = "{recommender}"\n')
+    port = free_port()
+    command = [sys.executable, "-m", "botify", "serve", "--catalog", str(world / "tracks.json"),
+               "--port", str(port), "--log-dir", str(work / "log"), "--experiments", str(experiments)]
+    if redis_url:
+        command += ["--redis", redis_url]
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_until_ready(url, server, started + 30)
+        startup = time.monotonic() - started
+        rng = np.random.default_rng(0)
+        client = BotifyClient(url, connections=connections, timeout=5.0, retries=0, record_latency=True)
+        warm = 2000
+        client.post_batch("next", rng.integers(0, 10_000, warm), rng.integers(0, 15_000, warm), rng.random(warm))
+        client.stats.latencies.clear()
+        users, tracks, times = rng.integers(0, 10_000, requests), rng.integers(0, 15_000, requests), rng.random(requests)
+        cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
+        errors = 0
+        try:
+            client.post_batch("next", users, tracks, times)
+        except Exception as error:  # noqa: BLE001 - counted, shown
+            errors += 1
+            print(f"    error: {error}")
+        wall = time.perf_counter() - wall_before
+        cpu = cpu_seconds(server.pid) - cpu_before
+        latencies = np.array(client.stats.latencies) * 1000
+        done = len(latencies)
+        errors += client.stats.failures + sum(n for status, n in client.stats.by_status.items() if status != 200)
+        client.close()
+        store = "redis" if redis_url else "embedded"
+        print(f"  {store:<9} {recommender:<14} {done / wall:>9,.0f} req/s   p50 {np.percentile(latencies, 50):5.2f} ms"
+              f"   p99 {np.percentile(latencies, 99):5.2f} ms   errors {errors}   server CPU "
+              f"{cpu / done * 1000:.3f} ms/req   start-up {startup:.2f} s", flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="10,000 requests per run")
+    parser.add_argument("--world", type=Path, default=Path("runs/bench/default"))
+    args = parser.parse_args()
+    requests = 10_000 if args.quick else args.requests
+    if not world_exists(args.world):
+        generate_world(WorldSpec()).save(args.world)
+    print(f"botify service_load: one worker, {args.connections} keep-alive connections, {requests:,} POST /next "
+          f"per run, load generator in this process ({os.cpu_count()} cores)")
+    redis = start_redis()
+    if redis is None:
+        print("  (redis-server not found: Redis runs skipped; apt-get install redis-server)")
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            for redis_url in [None] + ([redis[1]] if redis else []):
+                for recommender in ("random", "sticky_artist"):
+                    run(args.world, Path(work), recommender, redis_url, requests, args.connections)
+    finally:
+        if redis:
+            redis[0].terminate()
+            redis[0].wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m botify` is the `botify` command."""
+
+from botify.cli.main import cli
+
+cli()

@@ -1,0 +1,112 @@
+"""`botify serve` as a real process: shutdown loses no events, workers need Redis, Redis workers share."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port, read_events, wait_for_port
+
+
+def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout=20)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(process.communicate()[1]) from None
+    return process, port
+
+
+def hammer(port: int, first_user: int, answered: list[int], stop: threading.Event) -> None:
+    """Send /next with fresh user ids until the server goes away; remember what was answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    user = first_user
+    try:
+        while not stop.is_set():
+            connection.request("POST", f"/next/{user}", body=b'{"track": 1, "time": 0.5}')
+            response = connection.getresponse()
+            body = response.read()
+            if response.status == 200 and json.loads(body)["user"] == user:
+                answered.append(user)
+            user += 1
+    except (OSError, http.client.HTTPException):
+        pass
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_no_answered_event_is_lost_on_shutdown(small_world_dir: Path, tmp_path: Path, signal_number) -> None:
+    process, port = start_serve("--catalog", str(small_world_dir), "--log-dir", "log", cwd=tmp_path)
+    answered: list[list[int]] = [[] for _ in range(8)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=hammer, args=(port, i * 10_000_000, answered[i], stop)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    process.send_signal(signal_number)
+    # uvicorn shuts down gracefully, then re-raises the signal: exit status 0 or "killed by it".
+    assert process.wait(20) in (0, -signal_number), process.communicate()[1]
+    assert "Traceback" not in process.communicate()[1]
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    answered_users = {user for part in answered for user in part}
+    logged_users = {event["user"] for event in read_events(tmp_path / "log")}
+    assert len(answered_users) > 500
+    assert answered_users <= logged_users, f"{len(answered_users - logged_users)} answered events missing"
+
+
+def test_several_workers_without_redis_are_refused(small_world_dir: Path, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", str(small_world_dir),
+                          "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "BOTIFY_REDIS_URL": ""})
+    assert run.returncode == 1 and "--workers 2 needs --redis" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bad_catalog_or_experiments_fail_before_serving(small_world_dir: Path, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", "nowhere/tracks.json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "tracks.json: file not found" in run.stderr
+    (tmp_path / "e.toml").write_text('default = "deep_magic"\n')
+    run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", str(small_world_dir),
+                          "--experiments", "e.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "unknown recommender 'deep_magic'" in run.stderr
+
+
+def test_two_workers_share_redis(small_world_dir: Path, tmp_path: Path, redis_server, redis_url: str) -> None:
+    process, port = start_serve("--catalog", str(small_world_dir), "--log-dir", "log", "--workers", "2",
+                                "--redis", redis_url, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # both workers up and loaded
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/ready")
+            if connection.getresponse().status == 200:
+                break
+            time.sleep(0.05)
+        answered = 0
+        for user in range(200):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # spread over workers
+            connection.request("POST", f"/next/{user % 20}", body=b'{"track": 3, "time": 1.0}')
+            answered += connection.getresponse().status == 200
+            connection.close()
+        assert answered == 200
+        # Histories live in Redis, shared: each of the 20 users has its 10 listens there.
+        assert int(redis_server.command("LLEN", "botify:history:7")) == 10
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    assert len(read_events(tmp_path / "log")) == 200
+    stats = redis_server.command("INFO", "commandstats")
+    assert int(stats.split("cmdstat_set:calls=")[1].split(",")[0]) <= 3  # one lock, one ready flag: one upload

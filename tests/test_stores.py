@@ -1,0 +1,157 @@
+"""One store suite, run against the embedded store and a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from botify.service.artifacts import Artifact
+from botify.service.stores import EmbeddedStore, Listen, StoreUnavailable
+from botify.service.stores.redis import COOL_DOWN, RedisStore
+from botify.world import World
+
+ARTIFACTS = {
+    "users.jsonl": Artifact("users.jsonl", "user", {1: [5, 6, 7], 2: []}, "d1"),
+    "top.json": Artifact("top.json", "top", {0: [9, 8, 7]}, "d2"),
+}
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def make_store(request, small_world: World):
+    def build(history_length: int = 3):
+        if request.param == "embedded":
+            return EmbeddedStore(history_length)
+        return RedisStore(request.getfixturevalue("redis_url"), history_length, timeout=0.3)
+
+    return build
+
+
+async def _loaded(store, world: World):
+    await store.load(world.catalog, "catalog-digest", ARTIFACTS)
+    return store
+
+
+def test_catalog_and_artists(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(), small_world)
+        record = small_world.catalog.records[5]
+        assert await store.track(5) == record
+        assert await store.track(small_world.catalog.size) is None
+        tracks = await store.artist_tracks(record["artist"])
+        assert 5 in tracks and tracks == sorted(tracks)
+        assert all(small_world.catalog.records[t]["artist"] == record["artist"] for t in tracks)
+        assert await store.artist_tracks("nobody at all") == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_histories_keep_the_last_n_newest_first(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(history_length=3), small_world)
+        assert await store.history(1) == []
+        for track, time_played in [(10, 1.0), (11, 0.5), (12, 0.0), (13, 0.25)]:
+            history = await store.listen(1, track, time_played)
+        assert history == [Listen(13, 0.25), Listen(12, 0.0), Listen(11, 0.5)]
+        assert await store.history(1) == history
+        assert await store.history(2) == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_artifacts(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(), small_world)
+        assert await store.recommendations("users.jsonl", [1, 2, 3]) == [[5, 6, 7], [], None]
+        assert await store.recommendations("top.json", [0]) == [[9, 8, 7]]
+        assert await store.recommendations("missing.jsonl", [1]) == [None]
+        assert (await store.status())["store"] == store.kind
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_uploads_once_for_many_workers(redis_server, redis_url: str, small_world: World) -> None:
+    async def scenario():
+        stores = [RedisStore(redis_url, 5) for _ in range(4)]
+        await asyncio.gather(*(_loaded(store, small_world) for store in stores))
+        assert all([await store.track(3) == small_world.catalog.records[3] for store in stores])
+        for store in stores:
+            await store.close()
+
+    run(scenario())
+    stats = redis_server.command("INFO", "commandstats")
+    hset_calls = int(stats.split("cmdstat_hset:calls=")[1].split(",")[0])
+    # One upload: tracks + artists + 2 artifacts, in batches of 2,000 fields.
+    assert hset_calls == -(-small_world.catalog.size // 2000) + 1 + 2
+
+
+def test_redis_pause_gives_fast_503_and_recovers(redis_server, redis_url: str, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(RedisStore(redis_url, 5, timeout=0.3), small_world)
+        await store.listen(1, 10, 1.0)
+        redis_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="unavailable"):
+                await store.listen(1, 11, 1.0)
+            assert time.monotonic() - started < 1.0  # the command time-out, not a freeze
+            started = time.monotonic()
+            for _ in range(20):
+                with pytest.raises(StoreUnavailable):
+                    await store.track(1)
+            assert time.monotonic() - started < 0.1  # during the cool-down: at once
+        finally:
+            redis_server.resume()
+        await asyncio.sleep(COOL_DOWN + 0.1)
+        assert await store.track(1) == small_world.catalog.records[1]
+        assert (await store.listen(1, 12, 0.5))[0] == Listen(12, 0.5)
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_restarted_empty_is_reloaded_without_restart(redis_server, redis_url: str, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(RedisStore(redis_url, 5, timeout=0.3), small_world)
+        assert await store.track(2) == small_world.catalog.records[2]
+        redis_server.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.track(2)
+        redis_server.start()  # same port, empty
+        await asyncio.sleep(COOL_DOWN + 0.1)
+        assert await store.track(2) == small_world.catalog.records[2]
+        assert await store.recommendations("users.jsonl", [1]) == [[5, 6, 7]]
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_flushed_while_connected_is_reloaded(redis_server, redis_url: str, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(RedisStore(redis_url, 5), small_world)
+        redis_server.command("FLUSHALL")
+        await store.listen(4, 1, 1.0)  # notices the missing data and uploads it again
+        assert await store.track(7) == small_world.catalog.records[7]
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_down_at_start_is_a_clear_error(small_world: World) -> None:
+    from tests.servers import free_port
+
+    async def scenario():
+        store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", 5, timeout=0.2)
+        with pytest.raises(StoreUnavailable, match="cannot connect"):
+            await _loaded(store, small_world)
+        await store.close()
+
+    run(scenario())
