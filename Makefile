@@ -29,6 +29,7 @@ test: $(TEST_INSTALLED)
 bench: $(TEST_INSTALLED)
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/service_load.py
+	$(BIN)/python bench/analysis_speed.py
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache

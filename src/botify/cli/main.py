@@ -7,6 +7,7 @@ import sys
 import click
 
 from botify import __version__
+from botify.cli.analyze import analyze
 from botify.cli.demo import demo
 from botify.cli.serve import serve
 from botify.cli.sim import sim
@@ -35,4 +36,5 @@ def cli() -> None:
 cli.add_command(world)
 cli.add_command(sim)
 cli.add_command(serve)
+cli.add_command(analyze)
 cli.add_command(demo)

@@ -1,0 +1,123 @@
+"""Logs to per-user metrics with DuckDB: relational expressions, no Python loops over events.
+
+The SQL here is the whole of sessionization and aggregation, kept portable (window
+functions and GROUP BY only) so that the same logic can run on Spark later.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from botify.errors import BotifyError
+
+METRICS = ("time", "sessions", "mean_request_latency", "mean_tracks_per_session", "mean_time_per_session")
+
+# Raw lines (so that malformed ones can be counted), each parsed once into the fields used.
+EVENTS_SQL = """
+CREATE TEMP TABLE events AS
+WITH lines AS (
+    SELECT line, row_number() OVER () AS position
+    FROM read_csv($files, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', escape = '',
+                  header = false, auto_detect = false, strict_mode = false)
+),
+fields AS (
+    SELECT position, json_valid(line) AS valid,
+           CASE WHEN json_valid(line) THEN json_extract_string(
+               line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path]) END AS f
+    FROM lines
+)
+SELECT position, valid, f[1] AS message, TRY_CAST(f[2] AS BIGINT) AS "timestamp", TRY_CAST(f[3] AS BIGINT) AS "user",
+       TRY_CAST(f[4] AS DOUBLE) AS "time", TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment
+FROM fields
+"""
+
+COUNTS_SQL = """
+SELECT count(*) FILTER (WHERE NOT valid),
+       count(*) FILTER (WHERE valid AND NOT (message IN ('next', 'last') AND "user" IS NOT NULL
+                        AND "timestamp" IS NOT NULL AND "time" IS NOT NULL AND latency IS NOT NULL))
+FROM events
+"""
+
+# A user's events in time order (file order breaks ties); an event belongs to the session
+# numbered by how many `last` events the user sent before it; only sessions that end with
+# their `last` count. Per user, the course's notebook metrics.
+USER_METRICS_SQL = """
+WITH usable AS (
+    SELECT * FROM events
+    WHERE valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+      AND "time" IS NOT NULL AND latency IS NOT NULL
+),
+numbered AS (
+    SELECT *, coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 END) OVER (
+        PARTITION BY "user" ORDER BY "timestamp", position
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS session
+    FROM usable
+),
+sessions AS (
+    SELECT "user", session, any_value(treatment) AS treatment, count(*) AS tracks, sum("time") AS session_time,
+           sum(latency) AS latency_sum, bool_or(message = 'last') AS complete
+    FROM numbered GROUP BY "user", session
+)
+SELECT "user", treatment,
+       sum(session_time) AS time,
+       count(*) AS sessions,
+       1000 * sum(latency_sum) / sum(tracks) AS mean_request_latency,
+       sum(tracks) / count(*) AS mean_tracks_per_session,
+       sum(session_time) / count(*) AS mean_time_per_session
+FROM sessions WHERE complete AND treatment IS NOT NULL
+GROUP BY "user", treatment
+ORDER BY "user"
+"""
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """How many lines were read, and how many could not be used (and why, roughly)."""
+
+    files: int
+    lines: int
+    malformed: int
+    incomplete_fields: int
+
+
+def expand(paths: list[str | Path]) -> list[str]:
+    """Files from paths, directories (their *.jsonl*) and globs; a pattern matching nothing is an error."""
+    files: list[str] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.glob("*.jsonl*"))
+        elif path.is_file():
+            found = [str(path)]
+        else:
+            found = sorted(glob.glob(str(item)))
+        if not found:
+            raise BotifyError(f"{item}: no log files there")
+        files.extend(found)
+    return files
+
+
+def user_metrics(paths: list[str | Path], experiment: str, threads: int | None = None) -> tuple[dict[str, np.ndarray], LogSummary]:
+    """Per-user metrics for one experiment, as columns; and what the logs held."""
+    files = expand(paths)
+    connection = duckdb.connect()
+    if threads:
+        connection.execute(f"SET threads = {int(threads)}")
+    try:
+        connection.execute(EVENTS_SQL, {"files": files, "path": '$.experiments."' + experiment.replace('"', '\\"') + '"'})
+        malformed, incomplete = connection.execute(COUNTS_SQL).fetchone()
+        lines = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+        table = connection.execute(USER_METRICS_SQL).fetchnumpy()
+    except duckdb.Error as error:
+        raise BotifyError(f"cannot read the logs: {error}") from error
+    finally:
+        connection.close()
+    summary = LogSummary(len(files), lines, malformed, incomplete)
+    columns = {name: np.asarray(table[name]) for name in ("user", "treatment", *METRICS)}
+    columns["treatment"] = columns["treatment"].astype(str)
+    return columns, summary

@@ -1,0 +1,72 @@
+"""`botify analyze`: an experiment's verdict from the service's raw event logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from botify.cli.progress import console
+from botify.errors import BotifyError
+
+
+def _table(result) -> Table:
+    table = Table(title=f"{result.experiment}: treatments vs {result.control}"
+                  + (" (CUPED)" if result.comparisons and result.comparisons[0].cuped else ""))
+    for column in ("metric", "treatment", "control mean", "treatment mean", "effect %", "95% CI %",
+                   "p", "p (Holm)", "MDE % (80%)"):
+        table.add_column(column, justify="left" if column in ("metric", "treatment") else "right")
+    for item in result.comparisons:
+        colour = ("green" if item.effect > 0 else "red") if item.significant else None
+        cells = [item.metric, item.treatment, f"{item.control_mean:.4g}", f"{item.treatment_mean:.4g}",
+                 f"{item.effect:+.2f}", f"[{item.lower:+.2f}, {item.upper:+.2f}]", f"{item.p_value:.3g}",
+                 f"{item.p_holm:.3g}", f"{item.mde:.2f}"]
+        table.add_row(*[f"[{colour}]{cell}[/]" if colour else cell for cell in cells])
+    return table
+
+
+@click.command()
+@click.argument("logs", nargs=-1, required=True)
+@click.option("--experiment", required=True, help="Experiment name, as in the events' `experiments`.")
+@click.option("--control", default="C", show_default=True, help="The control treatment.")
+@click.option("--pre", "pre_logs", multiple=True, help="Pre-period logs for CUPED (e.g. the previous day); repeatable.")
+@click.option("--format", "output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+def analyze(logs, experiment, control, pre_logs, output) -> None:
+    """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine)."""
+    from botify.analysis.engine import user_metrics  # SciPy and DuckDB load only when analysing
+    from botify.analysis.stats import SRM_ALPHA, analyze as run_analysis
+
+    users, summary = user_metrics(list(logs), experiment)
+    if len(users["user"]) == 0:
+        raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)")
+    pre = user_metrics(list(pre_logs), experiment)[0] if pre_logs else None
+    try:
+        result = run_analysis(users, experiment, control, pre)
+    except ValueError as error:
+        raise BotifyError(str(error)) from error
+    if output == "json":
+        json.dump({"experiment": experiment, "control": control, "users": result.users,
+                   "srm_p_value": result.srm_p_value, "srm": result.srm,
+                   "lines": summary.lines, "malformed_lines": summary.malformed,
+                   "events_missing_fields": summary.incomplete_fields,
+                   "comparisons": [item.as_dict() for item in result.comparisons]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(result.comparisons[0].as_dict()))
+        writer.writeheader()
+        writer.writerows(item.as_dict() for item in result.comparisons)
+        return
+    console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
+                  + ", ".join(f"{name} {count:,}" for name, count in result.users.items()))
+    if summary.malformed or summary.incomplete_fields:
+        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines and "
+                      f"{summary.incomplete_fields:,} events with missing fields[/]")
+    if result.srm:
+        console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
+                      f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]")
+    console.print(_table(result))
