@@ -179,3 +179,29 @@ def test_a_constant_metric_does_not_break_the_analysis() -> None:
     same = TreatmentStats("C", "m", 10, 8.0, 0.0)
     assert welch(same, TreatmentStats("T1", "m", 12, 8.0, 0.0)) == (0.0, 0.0, 0.0, 1.0, 0.0)
     assert welch(same, TreatmentStats("T1", "m", 12, 9.0, 0.0))[:4] == (12.5, 12.5, 12.5, 0.0)
+
+
+def test_aa_false_positive_rate_is_alpha(small_world_dir: Path, small_world, tmp_path: Path) -> None:
+    """Simulated traffic through the service, all users served by Random; 500 random re-splits."""
+    from botify.service import ServiceSettings
+    from botify.sim import AgentSpec, SimSettings, Simulation
+    from tests.servers import ServiceThread
+
+    (tmp_path / "e.toml").write_text('default = "random"\n[[experiments]]\nname = "AA"\ntreatments = 2\n')
+    settings = ServiceSettings(catalog=small_world_dir, experiments=tmp_path / "e.toml", log_dir=tmp_path / "log")
+    with ServiceThread(settings) as running:
+        simulation = Simulation(small_world_dir, AgentSpec(kind="remote", url=running.url, connections=16),
+                                SimSettings(episodes=2000, seed=11, chunk_size=400), world=small_world)
+        simulation.run_day(1)
+        simulation.close()
+    users, summary = user_metrics([tmp_path / "log"], "AA")
+    assert summary.malformed == 0 and len(users["user"]) == small_world.users.size
+    rng = np.random.default_rng(0)
+    false_positives = 0
+    for _ in range(500):
+        labels = np.where(rng.permutation(len(users["user"])) % 2 == 0, "C", "T1")
+        result = analyze({**users, "treatment": labels}, "AA")
+        verdict = next(c for c in result.comparisons if c.metric == "mean_time_per_session")
+        false_positives += verdict.significant
+    rate = false_positives / 500
+    assert 0.03 <= rate <= 0.07, f"A/A false-positive rate {rate:.3f}"
