@@ -11,6 +11,7 @@ from botify.cli.analyze import analyze
 from botify.cli.demo import demo
 from botify.cli.serve import serve
 from botify.cli.sim import sim
+from botify.cli.train import train
 from botify.cli.world import world
 from botify.errors import BotifyError
 
@@ -37,4 +38,5 @@ cli.add_command(world)
 cli.add_command(sim)
 cli.add_command(serve)
 cli.add_command(analyze)
+cli.add_command(train)
 cli.add_command(demo)
