@@ -16,38 +16,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from botify.service.process import ServiceProcess, free_port
 from botify.sim.remote import BotifyClient
 from botify.world import WorldSpec, generate_world, world_exists
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, deadline: float) -> None:
-    client = BotifyClient(url, connections=1, timeout=0.5, retries=0)
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}")
-            try:
-                if client.get("/ready")[0] == 200:
-                    return
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
-            time.sleep(0.01)
-        raise SystemExit(f"{url} not ready in time")
-    finally:
-        client.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,24 +50,18 @@ def start_redis() -> tuple[subprocess.Popen, str] | None:
 def run(world: Path, work: Path, recommender: str, redis_url: str | None, requests: int, connections: int) -> None:
     experiments = work / f"{recommender}.toml"
     experiments.write_text(f'default = "{recommender}"\n')
-    port = free_port()
-    command = [sys.executable, "-m", "botify", "serve", "--catalog", str(world / "tracks.json"),
-               "--port", str(port), "--log-dir", str(work / "log"), "--experiments", str(experiments)]
+    args = ["--catalog", world / "tracks.json", "--log-dir", work / "log", "--experiments", experiments]
     if redis_url:
-        command += ["--redis", redis_url]
-    url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        wait_until_ready(url, server, started + 30)
-        startup = time.monotonic() - started
+        args += ["--redis", redis_url]
+    with ServiceProcess(*args) as server:
         rng = np.random.default_rng(0)
-        client = BotifyClient(url, connections=connections, timeout=5.0, retries=0, record_latency=True)
+        client = BotifyClient(server.url, connections=connections, timeout=5.0, retries=0, record_latency=True)
         warm = 2000
         client.post_batch("next", rng.integers(0, 10_000, warm), rng.integers(0, 15_000, warm), rng.random(warm))
         client.stats.latencies.clear()
         users, tracks, times = rng.integers(0, 10_000, requests), rng.integers(0, 15_000, requests), rng.random(requests)
-        cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
+        pid = server.process.pid
+        cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
         errors = 0
         try:
             client.post_batch("next", users, tracks, times)
@@ -98,7 +69,7 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
             errors += 1
             print(f"    error: {error}")
         wall = time.perf_counter() - wall_before
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = cpu_seconds(pid) - cpu_before
         latencies = np.array(client.stats.latencies) * 1000
         done = len(latencies)
         errors += client.stats.failures + sum(n for status, n in client.stats.by_status.items() if status != 200)
@@ -106,10 +77,7 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
         store = "redis" if redis_url else "embedded"
         print(f"  {store:<9} {recommender:<14} {done / wall:>9,.0f} req/s   p50 {np.percentile(latencies, 50):5.2f} ms"
               f"   p99 {np.percentile(latencies, 99):5.2f} ms   errors {errors}   server CPU "
-              f"{cpu / done * 1000:.3f} ms/req   start-up {startup:.2f} s", flush=True)
-    finally:
-        server.terminate()
-        server.wait(30)
+              f"{cpu / done * 1000:.3f} ms/req   start-up {server.startup_seconds:.2f} s", flush=True)
 
 
 def main() -> None:

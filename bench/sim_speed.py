@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from botify.service.process import free_port  # noqa: E402
 from botify.sim import AgentSpec, ListenerModel, RandomAgent, RecEnv, SimSettings, Simulation, run_chunk  # noqa: E402
 from botify.world import World, WorldSpec, generate_world  # noqa: E402
 
@@ -83,12 +84,6 @@ def gym_env(world: World, seconds: float) -> tuple[float, float]:
             steps += 1
             done = terminated or truncated
     return steps / (time.perf_counter() - started), search_seconds
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def remote_agent(world_dir: Path, world: World, episodes: int) -> tuple[float, float]:

@@ -14,12 +14,7 @@ import pytest
 import uvicorn
 
 from botify.service import BotifyApp, ServiceSettings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from botify.service.process import free_port
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

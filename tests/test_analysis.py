@@ -205,3 +205,21 @@ def test_aa_false_positive_rate_is_alpha(small_world_dir: Path, small_world, tmp
         false_positives += verdict.significant
     rate = false_positives / 500
     assert 0.03 <= rate <= 0.07, f"A/A false-positive rate {rate:.3f}"
+
+
+def test_a_clearly_better_treatment_is_detected(small_world_dir: Path, small_world, tmp_path: Path) -> None:
+    """StickyArtist keeps listeners far longer than Random: the analysis must say so."""
+    from botify.service import ServiceSettings
+    from botify.sim import AgentSpec, SimSettings, Simulation
+    from tests.servers import ServiceThread
+
+    (tmp_path / "e.toml").write_text('[[experiments]]\nname = "KNOWN"\ntreatments = ["random", "sticky_artist"]\n')
+    settings = ServiceSettings(catalog=small_world_dir, experiments=tmp_path / "e.toml", log_dir=tmp_path / "log")
+    with ServiceThread(settings) as running:
+        simulation = Simulation(small_world_dir, AgentSpec(kind="remote", url=running.url, connections=16),
+                                SimSettings(episodes=1000, seed=12, chunk_size=400), world=small_world)
+        simulation.run_day(1)
+        simulation.close()
+    users, _ = user_metrics([tmp_path / "log"], "KNOWN")
+    verdict = next(c for c in analyze(users, "KNOWN").comparisons if c.metric == "mean_time_per_session")
+    assert verdict.verdict == "win" and verdict.p_holm < 1e-6 and verdict.lower > 20

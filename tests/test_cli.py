@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -77,13 +78,18 @@ def test_remote_agent_without_server_is_one_clear_line(small_world_dir: Path, tm
     assert "Traceback" not in run.stderr
 
 
-def test_demo_prints_a_calibrated_day(tmp_path: Path) -> None:
-    run = _botify("demo", "--dir", "d", cwd=tmp_path)
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    run = _botify("demo", "--dir", "d", "--episodes", "3000", "--report", "out/demo.html", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert (tmp_path / "d" / "world" / "tracks.json").is_file()
+    # Day 1 is a calibrated day of random traffic through the real service.
     match = re.search(r"10000 │\s+([\d.]+) ± [\d.]+ │\s+([\d.]+) ±", run.stdout)
     assert match, run.stdout
     mean_time, mean_tracks = map(float, match.groups())
     assert 1.7 <= mean_time <= 2.5 and 5.5 <= mean_tracks <= 8.5
-    second = _botify("demo", "--dir", "d", "--episodes", "100", cwd=tmp_path)
-    assert second.returncode == 0 and "using the world in d/world" in second.stdout
+    assert json.loads((tmp_path / "d" / "artifacts" / "toppop.json").read_text())
+    for day in ("day1", "day2"):
+        assert list((tmp_path / "d" / day / "log").glob("events-*.jsonl"))
+    assert "DEMO: treatments vs C (CUPED)" in run.stdout
+    report = (tmp_path / "out" / "demo.html").read_text()
+    assert report.count("<svg") >= 3 and "Experiment DEMO" in report and "src=\"http" not in report
+    assert (tmp_path / "d" / "report.html").is_file()

@@ -74,15 +74,25 @@ GROUP BY "user", treatment
 ORDER BY "user"
 """
 
+# Finished sessions started per second, per treatment (for the report's timeline).
+TIMELINE_SQL = USER_METRICS_SQL.split("SELECT \"user\", treatment,\n       sum(session_time)")[0] + """
+SELECT treatment, min_timestamp // 1000 AS second, count(*) AS sessions
+FROM (SELECT s.treatment, s.complete, min(n."timestamp") AS min_timestamp
+      FROM sessions s JOIN numbered n USING ("user", session) GROUP BY s."user", s.session, s.treatment, s.complete)
+WHERE complete AND treatment IS NOT NULL
+GROUP BY treatment, second ORDER BY treatment, second
+"""
+
 
 @dataclass(frozen=True)
 class LogSummary:
-    """How many lines were read, and how many could not be used (and why, roughly)."""
+    """How many lines were read, how many could not be used, and (on request) sessions over time."""
 
     files: int
     lines: int
     malformed: int
     incomplete_fields: int
+    timeline: dict[str, np.ndarray] | None = None
 
 
 def expand(paths: list[str | Path]) -> list[str]:
@@ -102,22 +112,29 @@ def expand(paths: list[str | Path]) -> list[str]:
     return files
 
 
-def user_metrics(paths: list[str | Path], experiment: str, threads: int | None = None) -> tuple[dict[str, np.ndarray], LogSummary]:
-    """Per-user metrics for one experiment, as columns; and what the logs held."""
+def user_metrics(
+    paths: list[str | Path], experiment: str | None, timeline: bool = False
+) -> tuple[dict[str, np.ndarray], LogSummary]:
+    """Per-user metrics as columns, with each user's treatment in `experiment` (users outside it
+    are left out); with `experiment=None` every user counts, under treatment "". Also what the
+    logs held and, if asked, finished sessions per second and treatment."""
     files = expand(paths)
+    # Without an experiment the path matches nothing and every user gets treatment "".
+    path = "$.__none__" if experiment is None else '$.experiments."' + experiment.replace('"', '\\"') + '"'
     connection = duckdb.connect()
-    if threads:
-        connection.execute(f"SET threads = {int(threads)}")
     try:
-        connection.execute(EVENTS_SQL, {"files": files, "path": '$.experiments."' + experiment.replace('"', '\\"') + '"'})
+        connection.execute(EVENTS_SQL, {"files": files, "path": path})
+        if experiment is None:
+            connection.execute("UPDATE events SET treatment = ''")
         malformed, incomplete = connection.execute(COUNTS_SQL).fetchone()
         lines = connection.execute("SELECT count(*) FROM events").fetchone()[0]
         table = connection.execute(USER_METRICS_SQL).fetchnumpy()
+        sessions = connection.execute(TIMELINE_SQL).fetchnumpy() if timeline else None
     except duckdb.Error as error:
         raise BotifyError(f"cannot read the logs: {error}") from error
     finally:
         connection.close()
-    summary = LogSummary(len(files), lines, malformed, incomplete)
+    summary = LogSummary(len(files), lines, malformed, incomplete, sessions)
     columns = {name: np.asarray(table[name]) for name in ("user", "treatment", *METRICS)}
     columns["treatment"] = columns["treatment"].astype(str)
     return columns, summary

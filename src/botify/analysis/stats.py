@@ -12,6 +12,7 @@ from botify.analysis.engine import METRICS
 ALPHA = 0.05
 POWER = 0.8
 SRM_ALPHA = 0.001
+LOWER_IS_BETTER = frozenset({"mean_request_latency"})
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,16 @@ class Comparison:
     mde: float
     cuped: bool
 
+    @property
+    def verdict(self) -> str:
+        """"win", "loss" or "" (not significant), knowing that lower latency is better."""
+        if not self.significant:
+            return ""
+        better = self.effect < 0 if self.metric in LOWER_IS_BETTER else self.effect > 0
+        return "win" if better else "loss"
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
 
 def welch(

@@ -21,12 +21,27 @@ def _table(result) -> Table:
                    "p", "p (Holm)", "MDE % (80%)"):
         table.add_column(column, justify="left" if column in ("metric", "treatment") else "right")
     for item in result.comparisons:
-        colour = ("green" if item.effect > 0 else "red") if item.significant else None
+        colour = {"win": "green", "loss": "red"}.get(item.verdict)
         cells = [item.metric, item.treatment, f"{item.control_mean:.4g}", f"{item.treatment_mean:.4g}",
                  f"{item.effect:+.2f}", f"[{item.lower:+.2f}, {item.upper:+.2f}]", f"{item.p_value:.3g}",
                  f"{item.p_holm:.3g}", f"{item.mde:.2f}"]
         table.add_row(*[f"[{colour}]{cell}[/]" if colour else cell for cell in cells])
     return table
+
+
+def print_analysis(result, summary) -> None:
+    """The terminal view: what was read, a loud SRM warning if any, the comparison table."""
+    from botify.analysis.stats import SRM_ALPHA
+
+    console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
+                  + ", ".join(f"{name} {count:,}" for name, count in result.users.items()))
+    if summary.malformed or summary.incomplete_fields:
+        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines and "
+                      f"{summary.incomplete_fields:,} events with missing fields[/]")
+    if result.srm:
+        console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
+                      f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]")
+    console.print(_table(result))
 
 
 @click.command()
@@ -35,19 +50,24 @@ def _table(result) -> Table:
 @click.option("--control", default="C", show_default=True, help="The control treatment.")
 @click.option("--pre", "pre_logs", multiple=True, help="Pre-period logs for CUPED (e.g. the previous day); repeatable.")
 @click.option("--format", "output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-def analyze(logs, experiment, control, pre_logs, output) -> None:
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Also write an HTML report here.")
+def analyze(logs, experiment, control, pre_logs, output, report) -> None:
     """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine)."""
     from botify.analysis.engine import user_metrics  # SciPy and DuckDB load only when analysing
-    from botify.analysis.stats import SRM_ALPHA, analyze as run_analysis
+    from botify.analysis.stats import analyze as run_analysis
 
-    users, summary = user_metrics(list(logs), experiment)
+    users, summary = user_metrics(list(logs), experiment, timeline=report is not None)
     if len(users["user"]) == 0:
         raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)")
-    pre = user_metrics(list(pre_logs), experiment)[0] if pre_logs else None
+    pre = user_metrics(list(pre_logs), None)[0] if pre_logs else None
     try:
         result = run_analysis(users, experiment, control, pre)
     except ValueError as error:
         raise BotifyError(str(error)) from error
+    if report is not None:
+        from botify.analysis.report import write_report
+
+        write_report(report, result, users, summary)
     if output == "json":
         json.dump({"experiment": experiment, "control": control, "users": result.users,
                    "srm_p_value": result.srm_p_value, "srm": result.srm,
@@ -61,12 +81,6 @@ def analyze(logs, experiment, control, pre_logs, output) -> None:
         writer.writeheader()
         writer.writerows(item.as_dict() for item in result.comparisons)
         return
-    console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
-                  + ", ".join(f"{name} {count:,}" for name, count in result.users.items()))
-    if summary.malformed or summary.incomplete_fields:
-        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines and "
-                      f"{summary.incomplete_fields:,} events with missing fields[/]")
-    if result.srm:
-        console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
-                      f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]")
-    console.print(_table(result))
+    print_analysis(result, summary)
+    if report is not None:
+        console.print(f"report written to {report}")
