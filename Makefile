@@ -30,6 +30,7 @@ bench: $(TEST_INSTALLED)
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/service_load.py
 	$(BIN)/python bench/analysis_speed.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache

@@ -86,7 +86,8 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert match, run.stdout
     mean_time, mean_tracks = map(float, match.groups())
     assert 1.7 <= mean_time <= 2.5 and 5.5 <= mean_tracks <= 8.5
-    assert json.loads((tmp_path / "d" / "artifacts" / "toppop.json").read_text())
+    assert json.loads((tmp_path / "d" / "artifacts" / "toppop" / "top_tracks.json").read_text())
+    assert json.loads((tmp_path / "d" / "artifacts" / "toppop" / "manifest.json").read_text())["model"] == "toppop"
     for day in ("day1", "day2"):
         assert list((tmp_path / "d" / day / "log").glob("events-*.jsonl"))
     assert "DEMO: treatments vs C (CUPED)" in run.stdout

@@ -1,38 +1,146 @@
-"""`botify train toppop`: the most listened tracks from the logs, served by `top_pop`."""
+"""Training pipelines learn from the service's logs; one offline evaluation judges them all."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from botify.service import ServiceSettings
 from botify.service.artifacts import read_artifact
-from botify.train.toppop import top_tracks
-from tests.test_analysis import write_logs
+from botify.sim import AgentSpec, SimSettings, Simulation
+from botify.train.dataset import read_interactions
+from botify.train.diverse import diversify
+from botify.train.evaluate import evaluate_lists, popularity_baselines
+from botify.train.registry import train_model
+from botify.world import World, WorldSpec, generate_world
+from tests.servers import ServiceThread, read_events
+from tests.test_service import Client
+
+# A dense world: 100 listeners each see most of 240 tracks over their sessions, so held-out
+# sessions show what they like and what they skip.
+DENSE = WorldSpec(seed=3, tracks=240, users=100, dim=16, tracks_per_artist=8)
 
 
-def test_top_tracks_equal_a_plain_count(tmp_path: Path) -> None:
-    events = write_logs(tmp_path / "log", users=200)
-    with open(tmp_path / "log" / "events-0-0001.jsonl", "a") as handle:
-        handle.write('{"message": "next", "track": 5, "ti')  # a line cut by a crash is skipped
-    listened = Counter()
-    for event in events:
-        listened[event["track"]] += event["time"]
-    expected = sorted((track for track, total in listened.items() if total > 0 and track < 50),
-                      key=lambda track: (-round(listened[track], 9), track))
-    assert top_tracks([tmp_path / "log"], n_tracks=50, size=1000) == expected
-    assert top_tracks([tmp_path / "log"], n_tracks=50, size=3) == expected[:3]
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World, Path]:
+    root = tmp_path_factory.mktemp("dense")
+    world = generate_world(DENSE)
+    world.save(root / "world")
+    settings = ServiceSettings(catalog=root / "world", log_dir=root / "log")
+    (root / "e.toml").write_text('default = "random"\n')
+    settings = settings.model_copy(update={"experiments": root / "e.toml"})
+    with ServiceThread(settings) as running:
+        simulation = Simulation(root / "world", AgentSpec(kind="remote", url=running.url, connections=16),
+                                SimSettings(episodes=4000, seed=4, chunk_size=100), world=world)
+        simulation.run_day(1)
+        simulation.close()
+    return root / "log", world, root
 
 
-def test_cli_writes_an_artifact_the_service_reads(tmp_path: Path, small_world_dir: Path) -> None:
-    write_logs(tmp_path / "log", users=100)
-    out = tmp_path / "artifacts" / "toppop.json"
-    run = subprocess.run([sys.executable, "-m", "botify", "train", "toppop", "--logs", str(tmp_path / "log"),
-                          "--catalog", str(small_world_dir / "tracks.json"), "--out", str(out), "--size", "20"],
+def test_interactions_follow_the_logs(logged) -> None:
+    log_dir, world, _ = logged
+    events = read_events(log_dir)
+    interactions = read_interactions([log_dir])
+    assert interactions.size == len(events)
+    first_user = events[0]["user"]
+    mine = [e for e in events if e["user"] == first_user]
+    rows = interactions.user == first_user
+    assert interactions.track[rows].tolist() == [e["track"] for e in sorted(mine, key=lambda e: e["timestamp"])] or \
+        sorted(interactions.track[rows].tolist()) == sorted(e["track"] for e in mine)
+    assert interactions.session[rows].max() + 1 == sum(e["message"] == "last" for e in mine)
+    starts = interactions.position == 0
+    assert starts.sum() == sum(e["message"] == "last" for e in events)
+    train, test = interactions.split_by_time(0.2)
+    assert train.size + test.size == interactions.size
+    assert train.session_start.max() < test.session_start.min()
+    assert 0.15 < test.size / interactions.size < 0.25
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [
+        ("toppop", {}),
+        ("user-based", {"neighbours": 20}),
+        ("mf", {"algorithm": "als", "trials": 3, "max_rounds": 3}),
+        ("mf", {"algorithm": "bpr", "trials": 3, "max_rounds": 3}),
+        ("diverse", {"base": "user-based", "base_params": {"neighbours": 20}}),
+    ],
+)
+def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model: str, params: dict) -> None:
+    log_dir, world, root = logged
+    out = tmp_path / model
+    trained, metrics = train_model(model, [log_dir], root / "world" / "tracks.json", out, params)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == model and manifest["data"]["train"]["interactions"] > 0
+    assert manifest["offline_metrics"]["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
+    interactions = read_interactions([log_dir])
+    train, test = interactions.split_by_time(0.2)
+    kind, shuffled = popularity_baselines(train, test, world.catalog.size)["shuffled top-100"]
+    baseline = evaluate_lists(kind, shuffled, test, world.catalog.size)
+    assert metrics["ndcg@10"] > baseline["ndcg@10"], (metrics, baseline)
+    artifact = read_artifact(out / manifest["artifact"], world.catalog.size)
+    assert artifact.kind == trained.artifact_kind
+
+
+def test_a_trained_artifact_is_served(logged, tmp_path: Path) -> None:
+    log_dir, world, root = logged
+    train_model("user-based", [log_dir], root / "world" / "tracks.json", tmp_path / "art" / "ub", {"neighbours": 20})
+    (tmp_path / "e.toml").write_text('default = {kind = "indexed", artifact = "ub/recommendations.jsonl"}\n')
+    settings = ServiceSettings(catalog=root / "world", experiments=tmp_path / "e.toml", artifacts=tmp_path / "art",
+                               log_dir=tmp_path / "log")
+    user = int(next(iter(read_artifact(tmp_path / "art" / "ub" / "recommendations.jsonl", 240).lists)))
+    with ServiceThread(settings) as running:
+        status, answer = Client(running.url).post(f"/next/{user}", {"track": 0, "time": 1.0})
+    assert status == 200
+    (event,) = read_events(tmp_path / "log")
+    assert event["recommender"] == "indexed(ub/recommendations.jsonl)" and not event["fallback"]
+
+
+def test_diversify_caps_artists_in_the_head() -> None:
+    artist_of = ["a"] * 10 + ["b"] * 10 + ["c"] * 10 + ["d"] * 10
+    ranked = diversify(list(range(40)), artist_of, head=20, per_artist=5)
+    assert sorted(ranked) == list(range(40))
+    head = [artist_of[t] for t in ranked[:20]]
+    assert all(head.count(a) == 5 for a in "abcd")
+    assert ranked[:5] == [0, 1, 2, 3, 4] and ranked[20:25] == [5, 6, 7, 8, 9]
+    short = diversify(list(range(30)), artist_of[:30], head=20, per_artist=5)  # only 3 artists
+    assert len(short) == 15 and all([artist_of[t] for t in short].count(a) == 5 for a in "abc")
+
+
+def test_metrics_on_a_hand_made_case() -> None:
+    from botify.train.dataset import Interactions
+
+    test = Interactions(user=np.array([1, 1, 2]), track=np.array([5, 6, 7]), time=np.array([1.0, 0.2, 0.9]),
+                        session=np.zeros(3, int), position=np.array([0, 1, 0]), timestamp=np.arange(3),
+                        session_start=np.zeros(3, int))
+    metrics = evaluate_lists("user", {1: [9, 5, 8], 2: [1, 2, 3]}, test, n_tracks=10, k=3)
+    # user 1: relevant {5} at rank 2; user 2: relevant {7}, missed.
+    assert metrics["precision@3"] == pytest.approx((1 / 3) / 2)
+    assert metrics["recall@3"] == pytest.approx(0.5)
+    assert metrics["mrr"] == pytest.approx(0.25)
+    assert metrics["ndcg@3"] == pytest.approx((1 / np.log2(3)) / 2)
+    assert metrics["coverage"] == pytest.approx(0.6)
+
+
+def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
+    log_dir, _, root = logged
+    catalog = str(root / "world" / "tracks.json")
+    run = subprocess.run([sys.executable, "-m", "botify", "train", "toppop", "--logs", str(log_dir), "--catalog",
+                          catalog, "--out", str(tmp_path / "top"), "--param", "size=50"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert len(json.loads(out.read_text())) == 20
-    artifact = read_artifact(out, n_tracks=800)
-    assert artifact.kind == "top" and len(artifact.lists[0]) == 20
+    assert len(json.loads((tmp_path / "top" / "top_tracks.json").read_text())) == 50
+    table = subprocess.run([sys.executable, "-m", "botify", "evaluate", str(tmp_path / "top"), "--logs", str(log_dir),
+                            "--train-logs", str(log_dir), "--catalog", catalog, "--format", "json"],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    rows = json.loads(table.stdout)
+    assert [row["model"] for row in rows][-1] == "toppop (top)" and len(rows) == 3
+    bad = subprocess.run([sys.executable, "-m", "botify", "train", "mf", "--logs", str(log_dir), "--catalog", catalog,
+                          "--out", str(tmp_path / "x"), "--param", "flavour=1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "mf has no parameter(s) flavour" in bad.stderr

@@ -28,11 +28,12 @@ WITH lines AS (
 fields AS (
     SELECT position, json_valid(line) AS valid,
            CASE WHEN json_valid(line) THEN json_extract_string(
-               line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path]) END AS f
+               line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path, '$.track']) END AS f
     FROM lines
 )
 SELECT position, valid, f[1] AS message, TRY_CAST(f[2] AS BIGINT) AS "timestamp", TRY_CAST(f[3] AS BIGINT) AS "user",
-       TRY_CAST(f[4] AS DOUBLE) AS "time", TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment
+       TRY_CAST(f[4] AS DOUBLE) AS "time", TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment,
+       TRY_CAST(f[7] AS BIGINT) AS track
 FROM fields
 """
 
@@ -112,20 +113,30 @@ def expand(paths: list[str | Path]) -> list[str]:
     return files
 
 
+def load_events(connection: duckdb.DuckDBPyConnection, paths: list[str | Path], experiment: str | None) -> int:
+    """Parse the logs into the temp table `events` of `connection`; the number of files read.
+
+    Without an experiment every event gets treatment "" (the path below matches nothing)."""
+    files = expand(paths)
+    path = "$.__none__" if experiment is None else '$.experiments."' + experiment.replace('"', '\\"') + '"'
+    try:
+        connection.execute(EVENTS_SQL, {"files": files, "path": path})
+        if experiment is None:
+            connection.execute("UPDATE events SET treatment = ''")
+    except duckdb.Error as error:
+        raise BotifyError(f"cannot read the logs: {error}") from error
+    return len(files)
+
+
 def user_metrics(
     paths: list[str | Path], experiment: str | None, timeline: bool = False
 ) -> tuple[dict[str, np.ndarray], LogSummary]:
     """Per-user metrics as columns, with each user's treatment in `experiment` (users outside it
     are left out); with `experiment=None` every user counts, under treatment "". Also what the
     logs held and, if asked, finished sessions per second and treatment."""
-    files = expand(paths)
-    # Without an experiment the path matches nothing and every user gets treatment "".
-    path = "$.__none__" if experiment is None else '$.experiments."' + experiment.replace('"', '\\"') + '"'
     connection = duckdb.connect()
     try:
-        connection.execute(EVENTS_SQL, {"files": files, "path": path})
-        if experiment is None:
-            connection.execute("UPDATE events SET treatment = ''")
+        files = load_events(connection, paths, experiment)
         malformed, incomplete = connection.execute(COUNTS_SQL).fetchone()
         lines = connection.execute("SELECT count(*) FROM events").fetchone()[0]
         table = connection.execute(USER_METRICS_SQL).fetchnumpy()
@@ -134,7 +145,7 @@ def user_metrics(
         raise BotifyError(f"cannot read the logs: {error}") from error
     finally:
         connection.close()
-    summary = LogSummary(len(files), lines, malformed, incomplete, sessions)
+    summary = LogSummary(files, lines, malformed, incomplete, sessions)
     columns = {name: np.asarray(table[name]) for name in ("user", "treatment", *METRICS)}
     columns["treatment"] = columns["treatment"].astype(str)
     return columns, summary

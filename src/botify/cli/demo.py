@@ -28,7 +28,7 @@ name = "{EXPERIMENT}"
 treatments = [
     "random",
     {{ recommender = {{ kind = "sticky_artist", fallback = "random" }} }},
-    {{ recommender = {{ kind = "top_pop", artifact = "toppop.json", k = 100, fallback = "random" }} }},
+    {{ recommender = {{ kind = "top_pop", artifact = "toppop/top_tracks.json", k = 100, fallback = "random" }} }},
 ]
 """
 
@@ -69,7 +69,7 @@ def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Pa
     from botify.analysis.report import write_report
     from botify.analysis.stats import analyze
     from botify.cli.analyze import print_analysis
-    from botify.train.toppop import train_toppop
+    from botify.train.registry import train_model
 
     started = time.monotonic()
     world_dir = run_dir / "world"
@@ -87,8 +87,8 @@ def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Pa
     console.print(summary_table([summary], title="Day 1: random recommendations"))
 
     artifacts = run_dir / "artifacts"
-    top = train_toppop([day1 / "log"], world_dir / "tracks.json", artifacts / "toppop.json")
-    console.print(f"trained TopPop from day 1's logs: {len(top)} tracks in {artifacts / 'toppop.json'}")
+    model, _ = train_model("toppop", [day1 / "log"], world_dir / "tracks.json", artifacts / "toppop")
+    console.print(f"trained TopPop from day 1's logs: {len(model.lists()[0])} tracks in {artifacts / 'toppop'}")
 
     day2 = run_dir / "day2"
     day2.mkdir(parents=True, exist_ok=True)

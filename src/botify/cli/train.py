@@ -1,10 +1,33 @@
-"""`botify train`: offline pipelines from the service's logs to artifacts it serves."""
+"""`botify train MODEL`: offline pipelines from the service's logs to artifacts it serves."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
+
+from botify.errors import BotifyError
+
+MODEL_HELP = {
+    "toppop": "Tracks by total time played (a JSON list for `top_pop`).",
+    "user-based": "User-based CF: cosine similarity of users over mean-centred time played (for `indexed`).",
+    "mf": "Matrix factorisation with implicit (ALS or BPR), tuned with Optuna (for `indexed`).",
+    "diverse": "Another model's lists re-ranked: at most 5 tracks per artist in the first 20.",
+}
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise BotifyError(f"--param {pair!r}: expected key=value")
+        try:
+            params[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.replace("-", "_")] = value
+    return params
 
 
 @click.group()
@@ -12,15 +35,24 @@ def train() -> None:
     """Learn recommenders from the catalog and the service's logs (never the hidden world)."""
 
 
-@train.command()
-@click.option("--logs", multiple=True, required=True, help="Log files, directories or globs; repeatable.")
-@click.option("--catalog", type=click.Path(path_type=Path), required=True, help="The world's tracks.json.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Artifact file to write (a JSON list of track ids), e.g. artifacts/toppop.json.")
-@click.option("--size", type=click.IntRange(min=1), default=1000, show_default=True, help="Tracks to keep.")
-def toppop(logs, catalog, out, size) -> None:
-    """The most listened tracks (total time played), for the `top_pop` recommender."""
-    from botify.train.toppop import train_toppop
+def _command(name: str) -> click.Command:
+    @click.command(name=name, help=MODEL_HELP[name])
+    @click.option("--logs", multiple=True, required=True, help="Log files, directories or globs; repeatable.")
+    @click.option("--catalog", type=click.Path(path_type=Path), required=True, help="The world's tracks.json.")
+    @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+                  help="Artifact directory: the course-format artifact and manifest.json go there.")
+    @click.option("--param", "params", multiple=True, help="Model parameter as key=value (JSON values); repeatable.")
+    @click.option("--test-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+                  show_default=True, help="Latest sessions held out for the manifest's offline metrics.")
+    def command(logs, catalog, out, params, test_share) -> None:
+        from botify.train.registry import train_model
 
-    top = train_toppop(list(logs), catalog, out, size)
-    click.echo(f"wrote the top {len(top)} tracks to {out}")
+        model, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share)
+        shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
+        click.echo(f"{name}: {len(model.lists()):,} list(s) written to {out} ({shown})")
+
+    return command
+
+
+for _name in MODEL_HELP:
+    train.add_command(_command(_name))

@@ -1,0 +1,70 @@
+"""`botify evaluate`: one offline table for trained artifacts, with popularity baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from botify.cli.progress import console
+from botify.errors import BotifyError
+
+
+def _read_lists(directory: Path, n_tracks: int) -> tuple[str, str, dict[int, list[int]]]:
+    from botify.service.artifacts import ArtifactError, read_artifact
+    from botify.train.base import MANIFEST_FILE
+
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BotifyError(f"{directory}: no {MANIFEST_FILE} (train it with botify train MODEL --out {directory})")
+    manifest = json.loads(manifest_path.read_text())
+    try:
+        artifact = read_artifact(directory / manifest["artifact"], n_tracks)
+    except ArtifactError as error:
+        raise BotifyError(str(error)) from error
+    kind = {"item": "track"}.get(artifact.kind, artifact.kind)
+    return f"{manifest['model']} ({directory.name})", kind, artifact.lists
+
+
+@click.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--logs", multiple=True, required=True, help="Held-out logs to evaluate on; repeatable.")
+@click.option("--catalog", type=click.Path(path_type=Path), required=True, help="The world's tracks.json.")
+@click.option("--train-logs", multiple=True, help="Logs the models trained on: adds the popularity baselines.")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--min-time", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="A track played at least this much is relevant.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def evaluate(artifacts, logs, catalog, train_logs, k, min_time, output) -> None:
+    """Precision@k, recall@k, MRR, NDCG@k and coverage of ARTIFACTS (directories from botify train)."""
+    from botify.train.dataset import read_interactions
+    from botify.train.evaluate import evaluate_lists, popularity_baselines
+    from botify.world.model import Catalog
+
+    n_tracks = Catalog.load(catalog).size
+    test = read_interactions(list(logs))
+    rows = []
+    if train_logs:
+        baselines = popularity_baselines(read_interactions(list(train_logs)), test, n_tracks)
+        rows += [(f"[dim]{name}[/]", kind, lists) for name, (kind, lists) in baselines.items()]
+    rows += [_read_lists(Path(directory), n_tracks) for directory in artifacts]
+    results = []
+    for name, kind, lists in rows:
+        try:
+            results.append((name, kind, evaluate_lists(kind, lists, test, n_tracks, k, min_time)))
+        except ValueError as error:
+            raise BotifyError(str(error)) from error
+    if output == "json":
+        click.echo(json.dumps([{"model": name, "kind": kind, **metrics} for name, kind, metrics in results], indent=2))
+        return
+    table = Table(title=f"offline evaluation on {test.size:,} held-out interactions (relevant: time >= {min_time})")
+    columns = list(results[0][2])
+    table.add_column("model")
+    table.add_column("lists by")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, kind, metrics in results:
+        table.add_row(name, kind, *[f"{metrics[c]:.4f}" if c != "queries" else f"{metrics[c]:,}" for c in columns])
+    console.print(table)

@@ -1,0 +1,93 @@
+"""Logs to interactions, the one dataset every training pipeline and the offline evaluation use.
+
+An interaction is one track a user played: (user, track, time played, session, position in
+the session, timestamp). Sessions are numbered per user exactly as the analysis numbers them
+(a session ends with its `last` event). The default split is by time: the latest sessions
+(by their start) are the test part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from botify.analysis.engine import load_events
+from botify.errors import BotifyError
+
+INTERACTIONS_SQL = """
+WITH usable AS (
+    SELECT * FROM events
+    WHERE valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+      AND "time" IS NOT NULL AND track IS NOT NULL
+),
+numbered AS (
+    SELECT *, CAST(coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 END) OVER (
+        PARTITION BY "user" ORDER BY "timestamp", position
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS session
+    FROM usable
+)
+SELECT "user", track, "time", session,
+       row_number() OVER (PARTITION BY "user", session ORDER BY "timestamp", position) - 1 AS position,
+       "timestamp",
+       min("timestamp") OVER (PARTITION BY "user", session) AS session_start
+FROM numbered
+ORDER BY "user", session, position
+"""
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Columns of equal length, ordered by user, session and position."""
+
+    user: np.ndarray
+    track: np.ndarray
+    time: np.ndarray
+    session: np.ndarray
+    position: np.ndarray
+    timestamp: np.ndarray
+    session_start: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.user)
+
+    def take(self, mask: np.ndarray) -> Interactions:
+        return Interactions(*(getattr(self, name)[mask] for name in self.__dataclass_fields__))
+
+    @property
+    def window(self) -> dict:
+        """The time span the interactions cover (ms timestamps), for manifests."""
+        if not self.size:
+            return {"interactions": 0}
+        return {"from": int(self.timestamp.min()), "to": int(self.timestamp.max()), "interactions": self.size,
+                "users": int(np.unique(self.user).size), "tracks": int(np.unique(self.track).size)}
+
+    def split_by_time(self, test_share: float = 0.2) -> tuple[Interactions, Interactions]:
+        """Sessions that started last (a `test_share` of them) are the test part."""
+        if not 0 < test_share < 1:
+            raise ValueError("test_share must be in (0, 1)")
+        keys = self.user.astype(np.int64) * (1 << 32) + self.session
+        _, first = np.unique(keys, return_index=True)
+        starts = np.sort(self.session_start[first])
+        cut = starts[min(len(starts) - 1, int(len(starts) * (1 - test_share)))]
+        test = self.session_start >= cut
+        return self.take(~test), self.take(test)
+
+
+def read_interactions(paths: list[str | Path]) -> Interactions:
+    """Interactions from service logs (files, directories or globs)."""
+    connection = duckdb.connect()
+    try:
+        load_events(connection, paths, None)
+        table = connection.execute(INTERACTIONS_SQL).fetchnumpy()
+    except duckdb.Error as error:
+        raise BotifyError(f"cannot read the logs: {error}") from error
+    finally:
+        connection.close()
+    columns = {name: np.asarray(table[name]) for name in Interactions.__dataclass_fields__}
+    if not len(columns["user"]):
+        raise BotifyError("the logs hold no interactions")
+    return Interactions(**columns)

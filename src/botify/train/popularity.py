@@ -1,0 +1,29 @@
+"""TopPop: tracks by total time played (course week 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from botify.train.base import Model
+from botify.train.dataset import Interactions
+from botify.world.model import Catalog
+
+
+def popularity(interactions: Interactions, n_tracks: int) -> np.ndarray:
+    """Catalog track ids by total time played, most played first (ties by id), played ones only."""
+    played = np.bincount(interactions.track, weights=interactions.time, minlength=n_tracks)[:n_tracks]
+    order = np.lexsort((np.arange(n_tracks), -np.round(played, 9)))
+    return order[played[order] > 0]
+
+
+class TopPop(Model):
+    name = "toppop"
+    artifact_kind = "top"
+    defaults = {"size": 1000}
+
+    def fit(self, train: Interactions, catalog: Catalog) -> TopPop:
+        self.top = popularity(train, catalog.size)[: self.params["size"]].tolist()
+        return self
+
+    def lists(self) -> dict[int, list[int]]:
+        return {0: self.top}
