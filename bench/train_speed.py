@@ -26,6 +26,10 @@ MODELS = [
     ("user-based", {}),
     ("mf", {"algorithm": "als"}),
     ("mf", {"algorithm": "bpr"}),
+    ("contextual", {}),
+    ("contextual-user", {}),
+    ("dssm", {}),
+    ("lightgcn", {}),
     ("diverse", {"base": "user-based"}),
 ]
 

@@ -69,6 +69,10 @@ def test_interactions_follow_the_logs(logged) -> None:
         ("mf", {"algorithm": "als", "trials": 3, "max_rounds": 3}),
         ("mf", {"algorithm": "bpr", "trials": 3, "max_rounds": 3}),
         ("diverse", {"base": "user-based", "base_params": {"neighbours": 20}}),
+        ("contextual", {}),
+        ("contextual-user", {"dim": 32, "lr": 0.02}),
+        ("dssm", {}),
+        ("lightgcn", {}),
     ],
 )
 def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model: str, params: dict) -> None:
@@ -80,25 +84,31 @@ def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model
     assert manifest["offline_metrics"]["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
     interactions = read_interactions([log_dir])
     train, test = interactions.split_by_time(0.2)
-    kind, shuffled = popularity_baselines(train, test, world.catalog.size)["shuffled top-100"]
+    kind, shuffled = popularity_baselines(train, test, world.catalog.size, kind=trained.artifact_kind)[
+        "shuffled top-100"]
     baseline = evaluate_lists(kind, shuffled, test, world.catalog.size)
     assert metrics["ndcg@10"] > baseline["ndcg@10"], (metrics, baseline)
     artifact = read_artifact(out / manifest["artifact"], world.catalog.size)
     assert artifact.kind == trained.artifact_kind
 
 
-def test_a_trained_artifact_is_served(logged, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model", "params", "recommender"),
+    [("user-based", {"neighbours": 20}, "indexed"), ("contextual", {"epochs": 3}, "contextual")],
+)
+def test_a_trained_artifact_is_served(logged, tmp_path: Path, model: str, params: dict, recommender: str) -> None:
     log_dir, world, root = logged
-    train_model("user-based", [log_dir], root / "world" / "tracks.json", tmp_path / "art" / "ub", {"neighbours": 20})
-    (tmp_path / "e.toml").write_text('default = {kind = "indexed", artifact = "ub/recommendations.jsonl"}\n')
+    trained, _ = train_model(model, [log_dir], root / "world" / "tracks.json", tmp_path / "art" / "m", params)
+    (tmp_path / "e.toml").write_text(f'default = {{kind = "{recommender}", artifact = "m/recommendations.jsonl"}}\n')
     settings = ServiceSettings(catalog=root / "world", experiments=tmp_path / "e.toml", artifacts=tmp_path / "art",
                                log_dir=tmp_path / "log")
-    user = int(next(iter(read_artifact(tmp_path / "art" / "ub" / "recommendations.jsonl", 240).lists)))
+    key = int(next(iter(trained.lists())))
+    user, track = (key, 0) if recommender == "indexed" else (1, key)
     with ServiceThread(settings) as running:
-        status, answer = Client(running.url).post(f"/next/{user}", {"track": 0, "time": 1.0})
-    assert status == 200
+        status, answer = Client(running.url).post(f"/next/{user}", {"track": track, "time": 1.0})
+    assert status == 200 and answer["track"] in trained.lists()[key]
     (event,) = read_events(tmp_path / "log")
-    assert event["recommender"] == "indexed(ub/recommendations.jsonl)" and not event["fallback"]
+    assert event["recommender"] == f"{recommender}(m/recommendations.jsonl)" and not event["fallback"]
 
 
 def test_diversify_caps_artists_in_the_head() -> None:

@@ -13,6 +13,10 @@ MODEL_HELP = {
     "toppop": "Tracks by total time played (a JSON list for `top_pop`).",
     "user-based": "User-based CF: cosine similarity of users over mean-centred time played (for `indexed`).",
     "mf": "Matrix factorisation with implicit (ALS or BPR), tuned with Optuna (for `indexed`).",
+    "contextual": "PyTorch: time played given the session's first track; per-track lists (for `contextual`).",
+    "contextual-user": "PyTorch: the contextual model plus a user embedding; per-user lists (for `indexed`).",
+    "dssm": "PyTorch two-tower network on catalog metadata and listen history, triplet loss (for `indexed`).",
+    "lightgcn": "PyTorch graph collaborative filtering with the BPR loss (for `indexed`).",
     "diverse": "Another model's lists re-ranked: at most 5 tracks per artist in the first 20.",
 }
 

@@ -56,13 +56,14 @@ def evaluate_lists(
 
 
 def popularity_baselines(
-    train: Interactions, test: Interactions, n_tracks: int, seed: int = 0
+    train: Interactions, test: Interactions, n_tracks: int, seed: int = 0, kind: str = "user"
 ) -> dict[str, tuple[str, dict]]:
-    """The course's reference rows: the top-10 for everybody, and a shuffled top-100 per test user."""
+    """The course's reference rows: the top-10 for everybody, and a shuffled top-100 per test
+    user (or, with kind="track", per previous track, to compare with per-track models)."""
     from botify.train.popularity import popularity
 
     top = popularity(train, n_tracks)
     rng = np.random.default_rng(seed)
-    users = np.unique(test.user).tolist()
-    shuffled = {user: rng.permutation(top[:100]).tolist() for user in users}
-    return {"top-10": ("top", {0: top[:10].tolist()}), "shuffled top-100": ("user", shuffled)}
+    keys = np.unique(test.user if kind == "user" else test.track).tolist()
+    shuffled = {key: rng.permutation(top[:100]).tolist() for key in keys}
+    return {"top-10": ("top", {0: top[:10].tolist()}), "shuffled top-100": (kind, shuffled)}

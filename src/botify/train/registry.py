@@ -8,15 +8,21 @@ from typing import Any
 
 from botify.errors import BotifyError
 from botify.train.base import Model
+from botify.train.contextual import Contextual, ContextualUser
 from botify.train.dataset import read_interactions
 from botify.train.diverse import Diverse
+from botify.train.dssm import DSSM
 from botify.train.evaluate import evaluate_lists
+from botify.train.lightgcn import LightGCN
 from botify.train.mf import MatrixFactorization
 from botify.train.popularity import TopPop
 from botify.train.user_based import UserBased
 from botify.world.model import Catalog
 
-MODELS: dict[str, type[Model]] = {model.name: model for model in (TopPop, UserBased, MatrixFactorization, Diverse)}
+MODELS: dict[str, type[Model]] = {
+    model.name: model
+    for model in (TopPop, UserBased, MatrixFactorization, Contextual, ContextualUser, DSSM, Diverse, LightGCN)
+}
 
 
 def make_model(name: str, **params: Any) -> Model:

@@ -1,0 +1,54 @@
+"""What the PyTorch models share: the optional import, liked pairs, seeded batches, top-k search."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from botify.errors import BotifyError
+from botify.train.dataset import Interactions
+
+
+def require_torch():
+    """PyTorch, or a clear error: it is the optional `torch` extra."""
+    try:
+        import torch
+    except ImportError as error:
+        raise BotifyError(f"this model needs PyTorch: pip install 'botify[torch]' ({error})") from error
+    return torch
+
+
+def session_starts(interactions: Interactions) -> np.ndarray:
+    """For each interaction, the first track of its session (rows are ordered by session)."""
+    first_row = np.where(interactions.position == 0, np.arange(interactions.size), 0)
+    return interactions.track[np.maximum.accumulate(first_row)]
+
+
+def batches(size: int, batch: int, rng: np.random.Generator):
+    """Shuffled index batches for one epoch."""
+    order = rng.permutation(size)
+    for start in range(0, size, batch):
+        yield order[start : start + batch]
+
+
+def top_k(queries: np.ndarray, items: np.ndarray, k: int, exclude: list[set[int]] | None = None) -> list[list[int]]:
+    """For each query vector, the k items of highest inner product (exact faiss search), best
+    first, skipping the ids in `exclude[i]`."""
+    import faiss
+
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    index = faiss.IndexFlatIP(items.shape[1])
+    index.add(items)
+    extra = max((len(e) for e in exclude), default=0) if exclude else 0
+    _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(len(items), k + extra))
+    result = []
+    for row, ids in enumerate(found):
+        skip = exclude[row] if exclude else ()
+        result.append([int(i) for i in ids if i >= 0 and int(i) not in skip][:k])
+    return result
+
+
+def heard_by_user(interactions: Interactions) -> dict[int, set[int]]:
+    heard: dict[int, set[int]] = {}
+    for user, track in zip(interactions.user.tolist(), interactions.track.tolist()):
+        heard.setdefault(user, set()).add(track)
+    return heard
