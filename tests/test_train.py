@@ -154,3 +154,13 @@ def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "botify", "train", "mf", "--logs", str(log_dir), "--catalog", catalog,
                           "--out", str(tmp_path / "x"), "--param", "flavour=1"], capture_output=True, text=True)
     assert bad.returncode == 1 and "mf has no parameter(s) flavour" in bad.stderr
+
+
+def test_projector_export(logged, tmp_path: Path) -> None:
+    log_dir, world, root = logged
+    train_model("lightgcn", [log_dir], root / "world" / "tracks.json", tmp_path / "g", {"epochs": 2}, projector=True)
+    vectors = np.loadtxt(tmp_path / "g" / "projector" / "tensors.tsv", delimiter="\t")
+    metadata = (tmp_path / "g" / "projector" / "metadata.tsv").read_text().splitlines()
+    assert vectors.shape == (world.catalog.size, 32) and len(metadata) == world.catalog.size + 1
+    assert metadata[1].split("\t")[2] == world.catalog.records[0]["artist"]
+    assert "tensors.tsv" in (tmp_path / "g" / "projector" / "projector_config.pbtxt").read_text()

@@ -48,10 +48,13 @@ def _command(name: str) -> click.Command:
     @click.option("--param", "params", multiple=True, help="Model parameter as key=value (JSON values); repeatable.")
     @click.option("--test-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                   show_default=True, help="Latest sessions held out for the manifest's offline metrics.")
-    def command(logs, catalog, out, params, test_share) -> None:
+    @click.option("--projector", is_flag=True,
+                  help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
+    def command(logs, catalog, out, params, test_share, projector) -> None:
         from botify.train.registry import train_model
 
-        model, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share)
+        model, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
+                                     projector=projector)
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
         click.echo(f"{name}: {len(model.lists()):,} list(s) written to {out} ({shown})")
 

@@ -62,6 +62,7 @@ class Contextual(Model):
                 optimizer.step()
         with torch.no_grad():
             items = np.hstack([item.weight.numpy(), bias.weight.numpy()])
+            self.item_vectors = item.weight.numpy().copy()
             contexts = context.weight.numpy()
             people = person.weight.numpy()
         ones = np.ones((n, 1), dtype=np.float32)

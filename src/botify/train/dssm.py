@@ -84,6 +84,7 @@ class DSSM(Model):
         with torch.no_grad():
             items, people = encode()
         heard = heard_by_user(train)
+        self.item_vectors = items.numpy()
         found = top_k(people.numpy(), items.numpy(), self.params["size"], [heard.get(u, set()) for u in users.tolist()])
         self.recommendations = dict(zip(users.tolist(), found))
         return self

@@ -67,6 +67,7 @@ class LightGCN(Model):
         with torch.no_grad():
             final = smoothed().numpy()
         heard = heard_by_user(train)
+        self.item_vectors = final[n_users:]
         found = top_k(final[:n_users], final[n_users:], self.params["size"], [heard.get(u, set()) for u in users.tolist()])
         self.recommendations = dict(zip(users.tolist(), found))
         return self

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from botify.errors import BotifyError
 from botify.train.dataset import Interactions
+from botify.world.model import Catalog
 
 
 def require_torch():
@@ -52,3 +55,19 @@ def heard_by_user(interactions: Interactions) -> dict[int, set[int]]:
     for user, track in zip(interactions.user.tolist(), interactions.track.tolist()):
         heard.setdefault(user, set()).add(track)
     return heard
+
+
+def export_projector(directory: Path, vectors: np.ndarray, catalog: Catalog) -> Path:
+    """Item embeddings with title and artist as TSV files plus a projector config, for
+    TensorBoard's embedding projector (or projector.tensorflow.org: load the two TSVs)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savetxt(directory / "tensors.tsv", vectors, delimiter="\t", fmt="%.6g")
+    with (directory / "metadata.tsv").open("w", encoding="utf-8") as handle:
+        handle.write("track\ttitle\tartist\n")
+        for record in catalog.records:
+            clean = [str(record.get(field, "")).replace("\t", " ").replace("\n", " ") for field in ("title", "artist")]
+            handle.write(f"{record['track']}\t{clean[0]}\t{clean[1]}\n")
+    (directory / "projector_config.pbtxt").write_text(
+        'embeddings {\n  tensor_name: "tracks"\n  tensor_path: "tensors.tsv"\n  metadata_path: "metadata.tsv"\n}\n'
+    )
+    return directory

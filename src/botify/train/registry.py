@@ -36,9 +36,10 @@ def make_model(name: str, **params: Any) -> Model:
 
 def train_model(
     name: str, logs: list[str | Path], catalog_path: Path, out: Path, params: dict[str, Any] | None = None,
-    test_share: float = 0.2, k: int = 10,
+    test_share: float = 0.2, k: int = 10, projector: bool = False,
 ) -> tuple[Model, dict]:
-    """Read the logs, split by time, fit on the train part, evaluate on the test part, save."""
+    """Read the logs, split by time, fit on the train part, evaluate on the test part, save;
+    with `projector`, also export the item embeddings for TensorBoard's projector."""
     catalog = Catalog.load(catalog_path)
     interactions = read_interactions(logs)
     train, test = interactions.split_by_time(test_share)
@@ -56,4 +57,11 @@ def train_model(
     metrics["train_seconds"] = round(seconds, 3)
     window = {"train": train.window, "test": test.window, "test_share": test_share}
     model.save(out, window, metrics)
+    if projector:
+        vectors = getattr(model, "item_vectors", None)
+        if vectors is None:
+            raise BotifyError(f"{name} learns no item embeddings to export; --projector needs an embedding model")
+        from botify.train.neural import export_projector
+
+        export_projector(Path(out) / "projector", vectors, catalog)
     return model, metrics
