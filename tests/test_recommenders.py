@@ -161,3 +161,22 @@ def test_fallbacks_are_visible_in_the_log(small_world_dir: Path, tmp_path: Path)
     first, second = read_events(tmp_path / "log")
     assert (first["recommender"], first["fallback"]) == ("contextual(ctx.jsonl)", False)
     assert (second["recommender"], second["fallback"]) == ("top_pop(top.json)", True)
+
+
+def test_last_liked_uses_the_last_liked_track_then_borrows(small_world: World, tmp_path: Path) -> None:
+    directory = write_artifacts(tmp_path)
+    (directory / "next.jsonl").write_text('{"track": 3, "recommendations": [70, 71]}\n')
+    spec = {"kind": "last_liked", "artifact": "next.jsonl", "min_time": 0.6,
+            "fallback": {"kind": "contextual", "artifact": "ctx.jsonl"}}
+    recommender = chain(small_world, spec, directory)
+    # Just skipped 5, liked 3 before: neighbours of 3, never of the skipped 5.
+    answer = ask(recommender, 1, 5, [(5, 0.1), (3, 0.9)])
+    assert answer.track in (70, 71) and answer.recommender == "last_liked(next.jsonl)"
+    # User 2 liked 4 (no list for 4) and 80: user 1 likes 4 now and borrows 80 from user 2.
+    ask(recommender, 2, 80, [(80, 1.0)])
+    ask(recommender, 2, 4, [(4, 1.0), (80, 1.0)])
+    borrowed = ask(recommender, 1, 4, [(4, 0.7)])
+    assert borrowed.track == 80 and borrowed.recommender == "last_liked(next.jsonl)"
+    # Nothing liked at all: the contextual fallback answers from the previous track.
+    fallback = ask(recommender, 3, 0, [(0, 0.2)])
+    assert fallback.fallback and fallback.recommender == "contextual(ctx.jsonl)"

@@ -155,3 +155,21 @@ def test_redis_down_at_start_is_a_clear_error(small_world: World) -> None:
         await store.close()
 
     run(scenario())
+
+
+def test_likes(make_store, small_world: World) -> None:
+    import random
+
+    async def scenario():
+        store = await _loaded(make_store(), small_world)
+        for user, track in [(1, 10), (1, 11), (2, 10), (3, 10), (1, 10)]:
+            await store.like(user, track)
+        assert await store.liked_tracks(1) == [10, 11]
+        assert await store.liked_tracks(9) == []
+        likers = await store.random_likers(10, 5, random.Random(0))
+        assert sorted(likers) == [1, 2, 3]
+        assert len(await store.random_likers(10, 2, random.Random(0))) == 2
+        assert await store.random_likers(99, 3, random.Random(0)) == []
+        await store.close()
+
+    run(scenario())

@@ -8,6 +8,7 @@ costs more than the whole recommendation. Bodies are still validated by pydantic
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -27,7 +28,7 @@ from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, ListenBody, describe, openapi_document
 from botify.service.recommenders import Chain, Query, Resources, check_spec
 from botify.service.settings import ServiceSettings
-from botify.service.stores import Store, StoreUnavailable, open_store
+from botify.service.stores import Store, StoreUnavailable, data_version, open_store
 from botify.world.model import TRACKS_FILE, Catalog
 
 logger = logging.getLogger("botify.service")
@@ -70,14 +71,20 @@ class Service:
 
     def __init__(self, settings: ServiceSettings, data: ServiceData, store: Store, log: EventLog) -> None:
         self.settings = settings
-        self.data = data
-        self.catalog = data.catalog
-        self.n_tracks = data.catalog.size
         self.store = store
         self.log = log
         self.worker = f"{os.getpid()}"
         self._requests = 0
-        resources = Resources(data.catalog, store, random.Random(settings.seed))
+        self.rng = random.Random(settings.seed)
+        self.configure(data)
+
+    def configure(self, data: ServiceData) -> None:
+        """Route to recommenders built on `data`. No awaits: a swap between two requests."""
+        self.data = data
+        self.catalog = data.catalog
+        self.n_tracks = data.catalog.size
+        self.version = data_version(data.catalog_digest, data.artifacts)
+        resources = Resources(data.catalog, self.store, self.rng)
         self.default_chain = Chain(data.experiments.default, resources)
         self.experiments = [
             (
@@ -95,6 +102,7 @@ class Service:
             "version": __version__,
             "tracks": self.n_tracks,
             "store": self.store.kind,
+            "data_version": self.version,
             "experiments": {e.name: list(names) for e, names, _ in self.experiments},
         }
 
@@ -134,7 +142,7 @@ class Service:
             "message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
             "time": listen.time, "latency": time.perf_counter() - started, "recommendation": answer.track,
             "experiments": experiments, "recommender": answer.recommender, "fallback": answer.fallback,
-            "request_id": self._request_id(), "schema": SCHEMA_VERSION,
+            "request_id": self._request_id(), "data_version": self.version, "schema": SCHEMA_VERSION,
         })
         return orjson.dumps({"user": user, "track": answer.track})
 
@@ -144,7 +152,7 @@ class Service:
         self.log.append({
             "message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
             "time": listen.time, "latency": time.perf_counter() - started, "experiments": experiments,
-            "request_id": self._request_id(), "schema": SCHEMA_VERSION,
+            "request_id": self._request_id(), "data_version": self.version, "schema": SCHEMA_VERSION,
         })
         return orjson.dumps({"user": user})
 
@@ -185,6 +193,7 @@ class BotifyApp:
         self._data = data
         self.service: Service | None = None
         self._openapi = orjson.dumps(openapi_document())
+        self._reloading = asyncio.Lock()
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
@@ -195,6 +204,21 @@ class BotifyApp:
             logger.warning("%s; serving 503 until it is back", error)
         log = EventLog(self.settings.log_dir, f"{os.getpid()}", self.settings.log_max_bytes)
         self.service = Service(self.settings, data, store, log)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read catalog, experiments and artifacts, load them into the store, swap them in.
+
+        Requests keep flowing: files are read in a thread, and the swap itself has no await.
+        A broken file leaves the running configuration in place and answers 422."""
+        async with self._reloading:
+            try:
+                data = await asyncio.to_thread(ServiceData.read, self.settings)
+            except BotifyError as error:
+                raise HTTPError(422, f"reload refused, still serving {self.service.version}: {error}") from None
+            previous = self.service.version
+            await self.service.store.load(data.catalog, data.catalog_digest, data.artifacts)
+            self.service.configure(data)
+            return {"reloaded": True, "previous_version": previous, "data_version": self.service.version}
 
     async def shutdown(self) -> None:
         if self.service is not None:
@@ -244,6 +268,10 @@ class BotifyApp:
             listen = service.parse_listen(await _read_body(scope, receive, self.settings.max_body_bytes))
             handler = service.next if endpoint == "next" else service.last
             return 200, await handler(user, listen, started)
+        if path == "/admin/reload":
+            if method != "POST":
+                raise HTTPError(405, "use POST for /admin/reload")
+            return 200, orjson.dumps(await self.reload())
         if method != "GET":
             raise HTTPError(405, f"{method} is not allowed on {path}")
         if path == "/":

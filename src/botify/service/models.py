@@ -68,6 +68,11 @@ def openapi_document() -> dict[str, Any]:
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
             "/ready": {"get": {"summary": "Readiness: the store answers and holds the data",
                                "responses": {"200": {"description": "ready"}, "503": errors["503"]}}},
+            "/admin/reload": {"post": {
+                "summary": "Re-read catalog, experiments and artifacts and swap them in without dropping requests",
+                "responses": {"200": {"description": "the new data version"},
+                              "422": _body(ErrorAnswer, "a file is broken; the running version stays")},
+            }},
             "/track/{track}": {"get": {
                 "summary": "A track's metadata",
                 "parameters": [{"name": "track", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}],

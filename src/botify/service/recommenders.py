@@ -152,6 +152,34 @@ class I2I(Recommender):
         return self.rng.choices(candidates, weights=[scores[track] for track in candidates])[0]
 
 
+class LastLiked(Recommender):
+    """The homework hybrid: from the neighbours of the last track the user played for at least
+    `min_time` (never from a skipped one); failing that, a track liked by a random user who
+    also liked it. Likes are remembered in the store as requests arrive. Per-track lists
+    (`{"track", "recommendations"}` lines, e.g. from `botify train contextual`)."""
+
+    artifact_kind = "track"
+
+    async def recommend(self, query: Query) -> int | None:
+        threshold = 0.5 if self.spec.min_time is None else self.spec.min_time
+        if query.time >= threshold:
+            await self.store.like(query.user, query.track)
+        anchor = next((listen.track for listen in query.history if listen.time >= threshold), None)
+        if anchor is None:
+            return None
+        heard = query.heard()
+        (neighbours,) = await self.store.recommendations(self.spec.artifact, [anchor])
+        track = self._pick(neighbours, heard)
+        if track is not None:
+            return track
+        for other in await self.store.random_likers(anchor, 5, self.rng):
+            if other != query.user:
+                track = self._pick(await self.store.liked_tracks(other), heard)
+                if track is not None:
+                    return track
+        return None
+
+
 BUILTIN = {
     "random": Random,
     "top_pop": TopPop,
@@ -159,6 +187,7 @@ BUILTIN = {
     "indexed": Indexed,
     "contextual": Contextual,
     "i2i": I2I,
+    "last_liked": LastLiked,
 }
 
 

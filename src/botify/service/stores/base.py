@@ -67,6 +67,18 @@ class Store(ABC):
         """The lists an artifact holds for keys (users, tracks, items), None where it has none."""
 
     @abstractmethod
+    async def like(self, user: int, track: int) -> None:
+        """Remember that `user` liked `track` (per-user liked tracks, per-track likers)."""
+
+    @abstractmethod
+    async def liked_tracks(self, user: int) -> list[int]:
+        """The tracks `user` liked, oldest first."""
+
+    @abstractmethod
+    async def random_likers(self, track: int, count: int, rng) -> list[int]:
+        """Up to `count` distinct users who liked `track`, drawn at random."""
+
+    @abstractmethod
     async def status(self) -> dict:
         """Readiness: raises StoreUnavailable when the store cannot serve."""
 

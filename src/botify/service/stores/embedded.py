@@ -19,6 +19,8 @@ class EmbeddedStore(Store):
         self._artist_tracks: dict[str, list[int]] = {}
         self._histories: dict[int, deque[Listen]] = {}
         self._artifacts: dict[str, dict[int, list[int]]] = {}
+        self._liked: dict[int, dict[int, None]] = {}
+        self._likers: dict[int, dict[int, None]] = {}
         self.version = ""
 
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
@@ -46,6 +48,17 @@ class EmbeddedStore(Store):
     async def recommendations(self, artifact: str, keys: Sequence[int]) -> list[list[int] | None]:
         lists = self._artifacts.get(artifact, {})
         return [lists.get(key) for key in keys]
+
+    async def like(self, user: int, track: int) -> None:
+        self._liked.setdefault(user, {})[track] = None
+        self._likers.setdefault(track, {})[user] = None
+
+    async def liked_tracks(self, user: int) -> list[int]:
+        return list(self._liked.get(user, ()))
+
+    async def random_likers(self, track: int, count: int, rng) -> list[int]:
+        likers = list(self._likers.get(track, ()))
+        return rng.sample(likers, min(count, len(likers)))
 
     async def status(self) -> dict:
         return {"store": self.kind, "version": self.version, "users": len(self._histories)}

@@ -145,6 +145,17 @@ class RedisStore(Store):
         (values,) = await self._execute(("HMGET", self._key("artifact", artifact), *keys))
         return [None if value is None else orjson.loads(value) for value in values]
 
+    async def like(self, user: int, track: int) -> None:
+        await self._execute(("SADD", f"botify:liked:{user}", track), ("SADD", f"botify:likers:{track}", user))
+
+    async def liked_tracks(self, user: int) -> list[int]:
+        (members,) = await self._execute(("SMEMBERS", f"botify:liked:{user}"))
+        return sorted(int(member) for member in members)
+
+    async def random_likers(self, track: int, count: int, rng) -> list[int]:
+        (members,) = await self._execute(("SRANDMEMBER", f"botify:likers:{track}", count))
+        return [int(member) for member in members]
+
     async def status(self) -> dict:
         (ready,) = await self._execute(("EXISTS", self._key("ready")))
         if not ready:
