@@ -40,3 +40,15 @@ def test_a_new_log_never_overwrites_an_old_file(tmp_path: Path) -> None:
     second.append({"user": 2})
     second.close()
     assert sorted(event["user"] for event in read_events(tmp_path)) == [1, 2]
+
+
+def test_rotate_closes_the_file_with_everything_before_it(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, "w1", interval=10)  # the writer thread will not wake by itself
+    for user in range(100):
+        log.append({"user": user})
+    closed = log.rotate()
+    log.append({"user": 100})
+    log.close()
+    first = [int(line.split(b":")[1].rstrip(b"}")) for line in closed.read_bytes().splitlines()]
+    assert first == list(range(100))
+    assert sorted(event["user"] for event in read_events(tmp_path)) == list(range(101))

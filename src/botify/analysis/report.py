@@ -96,8 +96,18 @@ def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(path: Path, analysis: Analysis, users: dict[str, np.ndarray], summary: LogSummary) -> Path:
-    """Write the report to `path` (one HTML file with everything inline)."""
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child, td:nth-child(2) { text-align: left; }
+tr.win td { color: #1a7f1a; font-weight: 600; } tr.loss td, p.loss { color: #b22222; }
+.meta { color: #666; }
+"""
+
+
+def render_section(analysis: Analysis, users: dict[str, np.ndarray], summary: LogSummary, heading: str) -> str:
+    """One experiment's tables and plots as an HTML fragment."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,30 +129,27 @@ def write_report(path: Path, analysis: Analysis, users: dict[str, np.ndarray], s
            if analysis.srm else f"<p>Sample ratio check: p = {analysis.srm_p_value:.3g} (no mismatch).</p>")
     cuped = " with CUPED (pre-period covariate)" if analysis.comparisons and analysis.comparisons[0].cuped else ""
     timeline = _timeline(analysis, summary.timeline) if summary.timeline is not None else ""
-    document = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>botify: {html.escape(analysis.experiment)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
-th:first-child, td:first-child, td:nth-child(2) {{ text-align: left; }}
-tr.win td {{ color: #1a7f1a; font-weight: 600; }} tr.loss td, p.loss {{ color: #b22222; }}
-.meta {{ color: #666; }}
-</style></head><body>
-<h1>Experiment {html.escape(analysis.experiment)}</h1>
+    return f"""<h1>{html.escape(heading)}</h1>
 <p class="meta">{summary.lines:,} log lines in {summary.files} file(s); {summary.malformed:,} malformed lines and
-{summary.incomplete_fields:,} events with missing fields skipped. Control: {html.escape(analysis.control)}.
-Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by botify analyze.</p>
+{summary.incomplete_fields:,} events with missing fields skipped. Control: {html.escape(analysis.control)}.</p>
 {srm}
 <h2>Treatments</h2>{per_treatment}
 <h2>Effects vs {html.escape(analysis.control)}{cuped}</h2>
 <p class="meta">Green: significant win; red: significant loss (95% Welch interval excludes 0; for latency,
-lower is better).
-Holm-adjusted p-values account for all treatment × metric comparisons.</p>
+lower is better). Holm-adjusted p-values account for all treatment × metric comparisons.</p>
 {comparisons}
 {_effects(analysis)}
 <h2>Distributions per user</h2>{_distributions(analysis, users)}
 <h2>Sessions over time</h2>{timeline}
+"""
+
+
+def write_report(path: Path, sections: list[str], title: str) -> Path:
+    """Write sections into one self-contained HTML file (everything inline)."""
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>
+{"<hr>".join(sections)}
+<p class="meta">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by botify.</p>
 </body></html>
 """
     path = Path(path)

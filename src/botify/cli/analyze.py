@@ -65,9 +65,10 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
     except ValueError as error:
         raise BotifyError(str(error)) from error
     if report is not None:
-        from botify.analysis.report import write_report
+        from botify.analysis.report import render_section, write_report
 
-        write_report(report, result, users, summary)
+        write_report(report, [render_section(result, users, summary, f"Experiment {experiment}")],
+                     f"botify: {experiment}")
     if output == "json":
         json.dump({"experiment": experiment, "control": control, "users": result.users,
                    "srm_p_value": result.srm_p_value, "srm": result.srm,

@@ -206,7 +206,8 @@ class BotifyApp:
         self.service = Service(self.settings, data, store, log)
 
     async def reload(self) -> dict[str, Any]:
-        """Re-read catalog, experiments and artifacts, load them into the store, swap them in.
+        """Re-read catalog, experiments and artifacts, load them into the store, swap them in,
+        and start a new event-log file (so that each configuration's events are in their own files).
 
         Requests keep flowing: files are read in a thread, and the swap itself has no await.
         A broken file leaves the running configuration in place and answers 422."""
@@ -218,7 +219,9 @@ class BotifyApp:
             previous = self.service.version
             await self.service.store.load(data.catalog, data.catalog_digest, data.artifacts)
             self.service.configure(data)
-            return {"reloaded": True, "previous_version": previous, "data_version": self.service.version}
+            closed = await asyncio.to_thread(self.service.log.rotate)
+            return {"reloaded": True, "previous_version": previous, "data_version": self.service.version,
+                    "closed_log": str(closed)}
 
     async def shutdown(self) -> None:
         if self.service is not None:

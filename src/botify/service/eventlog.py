@@ -27,6 +27,7 @@ class EventLog:
         self.interval = interval
         self.written = 0
         self._queue: deque[dict] = deque()
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
         self._sequence = 0
@@ -51,6 +52,10 @@ class EventLog:
         self._queue.append(event)
 
     def _drain(self) -> None:
+        with self._lock:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
         batch = []
         while self._queue:
             batch.append(orjson.dumps(self._queue.popleft()))
@@ -65,8 +70,19 @@ class EventLog:
     def _run(self) -> None:
         while not self._closed:
             self._wake.wait(self.interval)
-            self._drain()
-            self._handle.flush()
+            with self._lock:
+                self._write_queued()
+                self._handle.flush()
+
+    def rotate(self) -> Path:
+        """Write what is queued, close the file and start the next; the closed file's path.
+        Events appended before the call are in the closed file or earlier ones."""
+        with self._lock:
+            self._write_queued()
+            closed = self.path
+            self._handle.close()
+            self._handle = self._open_next()
+        return closed
 
     def close(self) -> None:
         """Write everything queued, flush and fsync."""
@@ -75,7 +91,7 @@ class EventLog:
         self._closed = True
         self._wake.set()
         self._thread.join()
-        self._drain()
+        self._write_queued()
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()

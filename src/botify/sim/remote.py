@@ -216,11 +216,19 @@ class BotifyClient:
 
     def get(self, path: str) -> tuple[int, bytes]:
         """A plain GET (for `/` and `/track/<id>`), without retries."""
+        return self._request_once(
+            b"GET %s%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (self.prefix.encode(), path.encode(), self._host_header)
+        )
+
+    def post_json(self, path: str, body: bytes = b"{}") -> tuple[int, bytes]:
+        """A plain POST (for admin endpoints), without retries."""
+        payload = (b"POST %s%s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n"
+                   b"Connection: close\r\n\r\n%s" % (self.prefix.encode(), path.encode(), self._host_header, len(body), body))
+        return self._request_once(payload)
+
+    def _request_once(self, payload: bytes) -> tuple[int, bytes]:
         async def run() -> tuple[int, bytes]:
             connection = await self._connect(None)
-            payload = b"GET %s%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (
-                self.prefix.encode(), path.encode(), self._host_header
-            )
             try:
                 return await connection.request(payload, self.timeout)
             finally:

@@ -1,0 +1,168 @@
+"""`botify loop`: the course's daily cycle, automated against one running service.
+
+Day 1 serves Random (cold start). Before each later day the configured models are trained
+on all logs so far, the experiment is written next to them and `POST /admin/reload` swaps
+both into the running service; after each day `/admin/reload` closes that day's log files, so
+every day is analysed on its own events, with the previous day as the CUPED pre-period. One
+HTML report holds every experiment day.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, ConfigDict, Field
+
+from botify.cli.progress import console, session_progress, summary_table
+from botify.config import read_mapping, validate_config
+from botify.errors import BotifyError
+from botify.service.experiments import ExperimentsConfig
+from botify.service.process import ServiceProcess
+from botify.sim.remote import BotifyClient
+from botify.sim.runner import AgentSpec, SimSettings, Simulation
+from botify.world import WorldSpec, generate_world, world_exists
+
+
+class TrainSpec(BaseModel):
+    """A model to train before each experiment day; its artifacts go to ARTIFACTS/<name>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    params: dict[str, Any] = {}
+
+
+class LoopPlan(BaseModel):
+    """An experiment file for the loop: the service's experiments plus `[[train]]` entries."""
+
+    train: list[TrainSpec] = []
+    service: ExperimentsConfig
+
+    @classmethod
+    def load(cls, data: dict, source: str) -> LoopPlan:
+        data = dict(data)
+        train = data.pop("train", [])
+        return validate_config(cls, {"train": train, "service": data}, source=source)
+
+
+class DailyLoop:
+    """One world, one running service, days of simulated listeners, training in between."""
+
+    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = 42, world_dir: Path | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.plan = plan
+        self.seed = seed
+        self.world_dir = Path(world_dir) if world_dir else self.run_dir / "world"
+        self.artifacts = self.run_dir / "artifacts"
+        self.log_dir = self.run_dir / "log"
+        self.experiments_file = self.run_dir / "experiments.json"
+        self.day_files: dict[int, list[str]] = {}
+        self.sections: list[str] = []
+
+    def prepare(self) -> None:
+        if world_exists(self.world_dir):
+            console.print(f"using the world in {self.world_dir}")
+        else:
+            with console.status("generating the default world"):
+                generate_world(WorldSpec(seed=self.seed)).save(self.world_dir)
+            console.print(f"generated the default world in {self.world_dir}")
+        for stale in self.log_dir.glob("events-*.jsonl"):
+            stale.unlink()
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.experiments_file.write_text(json.dumps({"default": "random"}))
+
+    def _reload(self, client: BotifyClient) -> None:
+        status, body = client.post_json("/admin/reload")
+        if status != 200:
+            raise BotifyError(f"the service refused the reload: {body.decode(errors='replace')}")
+
+    def _train(self) -> None:
+        from botify.train.registry import train_model
+
+        logs = sorted(str(path) for files in self.day_files.values() for path in files)
+        for spec in self.plan.train:
+            started = time.monotonic()
+            model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json", self.artifacts / spec.name,
+                                         spec.params)
+            console.print(f"trained {spec.model} → {self.artifacts / spec.name} in {time.monotonic() - started:.1f} s "
+                          f"(offline ndcg@10 {metrics.get('ndcg@10', float('nan')):.4f})")
+
+    def _analyse(self, day: int) -> None:
+        from botify.analysis.engine import user_metrics
+        from botify.analysis.report import render_section
+        from botify.analysis.stats import analyze
+        from botify.cli.analyze import print_analysis
+
+        for experiment in self.plan.service.active:
+            users, summary = user_metrics(self.day_files[day], experiment.name, timeline=True)
+            pre = user_metrics(self.day_files[day - 1], None)[0] if day > 1 else None
+            result = analyze(users, experiment.name, "C", pre, treatments=list(experiment.treatment_names))
+            console.print(f"\n[bold]Day {day}[/]")
+            print_analysis(result, summary)
+            self.sections.append(render_section(result, users, summary, f"Day {day}: experiment {experiment.name}"))
+
+    def run(self, days: int, day1_episodes: int, episodes: int) -> list[str]:
+        """Run the days; the HTML sections of the experiment days."""
+        self.prepare()
+        args = ["--catalog", self.world_dir / "tracks.json", "--log-dir", self.log_dir,
+                "--experiments", self.experiments_file, "--artifacts", self.artifacts, "--seed", str(self.seed)]
+        with ServiceProcess(*args, log_file=self.run_dir / "service.log") as service:
+            console.print(f"service on {service.url} (ready in {service.startup_seconds:.2f} s)")
+            client = BotifyClient(service.url, connections=1, timeout=60, retries=0)
+            try:
+                for day in range(1, days + 1):
+                    if day > 1:
+                        self._train()
+                        self.experiments_file.write_text(self.plan.service.model_dump_json(exclude_none=True))
+                        self._reload(client)
+                    day_started = time.time()
+                    label = "random" if day == 1 else ", ".join(e.name for e in self.plan.service.active) or "default"
+                    size = day1_episodes if day == 1 else episodes
+                    simulation = Simulation(self.world_dir, AgentSpec(kind="remote", url=service.url),
+                                            SimSettings(episodes=size, seed=self.seed))
+                    try:
+                        with session_progress(f"day {day} ({label})", size) as advance:
+                            summary = simulation.run_day(day, advance)
+                    finally:
+                        simulation.close()
+                    console.print(summary_table([summary], title=f"Day {day}: {label}"))
+                    self._reload(client)  # closes the day's last log file and opens an empty one
+                    self.day_files[day] = sorted(
+                        str(path) for path in self.log_dir.glob("events-*.jsonl")
+                        if path.stat().st_size and path.stat().st_mtime >= day_started
+                    )
+                    if day > 1:
+                        self._analyse(day)
+            finally:
+                client.close()
+        return self.sections
+
+
+@click.command()
+@click.option("--days", type=click.IntRange(min=2), default=2, show_default=True)
+@click.option("--experiment", "experiment_file", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Experiments (as for botify serve) plus [[train]] entries: model, name, params.")
+@click.option("--dir", "run_dir", type=click.Path(path_type=Path), default=Path("runs/loop"), show_default=True)
+@click.option("--world", "world_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="An existing world [default: DIR/world, generated with the default spec if absent].")
+@click.option("--day1-episodes", type=click.IntRange(min=100), default=20_000, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=100), default=20_000, show_default=True,
+              help="Sessions on each experiment day.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="HTML report across days [default: DIR/report.html].")
+def loop(days, experiment_file, run_dir, world_dir, day1_episodes, episodes, seed, report) -> None:
+    """Simulate a day, train on all logs so far, reload, run the experiment, analyse — DAYS times."""
+    from botify.analysis.report import write_report
+
+    plan = LoopPlan.load(read_mapping(experiment_file), str(experiment_file))
+    if world_dir is not None and not world_exists(world_dir):
+        raise BotifyError(f"{world_dir}: no world there (botify world generate --out {world_dir})")
+    sections = DailyLoop(run_dir, plan, seed, world_dir).run(days, day1_episodes, episodes)
+    written = write_report(report or run_dir / "report.html", sections, f"botify loop: {experiment_file.name}")
+    console.print(f"\nreport: [bold]{written}[/]")
