@@ -44,6 +44,12 @@ SELECT count(*) FILTER (WHERE NOT valid),
 FROM events
 """
 
+# The session an event belongs to: how many `last` events its user sent before it, in time
+# order (file order breaks ties). The analysis and the training dataset both number sessions so.
+SESSION_NUMBER = """CAST(coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 END) OVER (
+        PARTITION BY "user" ORDER BY "timestamp", position
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT)"""
+
 # A user's events in time order (file order breaks ties); an event belongs to the session
 # numbered by how many `last` events the user sent before it; only sessions that end with
 # their `last` count. Per user, the course's notebook metrics.
@@ -54,9 +60,7 @@ WITH usable AS (
       AND "time" IS NOT NULL AND latency IS NOT NULL
 ),
 numbered AS (
-    SELECT *, coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 END) OVER (
-        PARTITION BY "user" ORDER BY "timestamp", position
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS session
+    SELECT *, """ + SESSION_NUMBER + """ AS session
     FROM usable
 ),
 sessions AS (

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from botify.analysis.engine import load_events
+from botify.analysis.engine import SESSION_NUMBER, load_events
 from botify.errors import BotifyError
 
 INTERACTIONS_SQL = """
@@ -24,9 +24,7 @@ WITH usable AS (
       AND "time" IS NOT NULL AND track IS NOT NULL
 ),
 numbered AS (
-    SELECT *, CAST(coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 END) OVER (
-        PARTITION BY "user" ORDER BY "timestamp", position
-        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS session
+    SELECT *, """ + SESSION_NUMBER + """ AS session
     FROM usable
 )
 SELECT "user", track, "time", session,
