@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from botify.errors import BotifyError
+from botify.world.model import iter_json_lines
 
 FORMATS = {"user": ("user", "tracks"), "track": ("track", "recommendations"), "item": ("item_id", "recommendations")}
 
@@ -57,16 +58,8 @@ def read_artifact(path: Path, n_tracks: int) -> Artifact:
         return Artifact(path.name, "top", {0: _check_tracks(top, n_tracks, str(path))}, digest)
 
     kind, lists = None, {}
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in iter_json_lines(path, ArtifactError):
         where = f"{path}:{number}"
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            raise ArtifactError(f"{where}: not valid JSON ({error})") from error
-        if not isinstance(record, dict):
-            raise ArtifactError(f"{where}: expected a JSON object")
         if kind is None:
             kind = next((name for name, (key, _) in FORMATS.items() if key in record), None)
             if kind is None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from botify.errors import WorldError
+from botify.errors import BotifyError, WorldError
 
 TRACKS_FILE = "tracks.json"
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -29,22 +30,26 @@ DEFAULT_ARTIST_DISCOUNT_GAMMA = 0.8
 DEFAULT_INTEREST_NEIGHBOURS = 10
 
 
-def _read_json_lines(path: Path) -> list[dict]:
-    """Read a JSON-lines file, naming the file and line of the first problem."""
+def iter_json_lines(path: Path, error: type[BotifyError] = WorldError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a missing file, bad
+    JSON or a non-object raises `error` naming the file and line."""
     if not path.is_file():
-        raise WorldError(f"{path}: file not found")
-    records = []
+        raise error(f"{path}: file not found")
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise WorldError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+            except json.JSONDecodeError as problem:
+                raise error(f"{path}:{number}: not valid JSON ({problem.msg})") from problem
             if not isinstance(record, dict):
-                raise WorldError(f"{path}:{number}: expected a JSON object per line")
-            records.append(record)
+                raise error(f"{path}:{number}: expected a JSON object per line")
+            yield number, record
+
+
+def _read_json_lines(path: Path) -> list[dict]:
+    records = [record for _, record in iter_json_lines(path)]
     if not records:
         raise WorldError(f"{path}: the file holds no records")
     return records
