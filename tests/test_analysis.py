@@ -183,18 +183,12 @@ def test_a_constant_metric_does_not_break_the_analysis() -> None:
 
 def test_aa_false_positive_rate_is_alpha(small_world_dir: Path, small_world, tmp_path: Path) -> None:
     """Simulated traffic through the service, all users served by Random; 500 random re-splits."""
-    from botify.service import ServiceSettings
-    from botify.sim import AgentSpec, SimSettings, Simulation
-    from tests.servers import ServiceThread
+    from tests.servers import simulate_through_service
 
-    (tmp_path / "e.toml").write_text('default = "random"\n[[experiments]]\nname = "AA"\ntreatments = 2\n')
-    settings = ServiceSettings(catalog=small_world_dir, experiments=tmp_path / "e.toml", log_dir=tmp_path / "log")
-    with ServiceThread(settings) as running:
-        simulation = Simulation(small_world_dir, AgentSpec(kind="remote", url=running.url, connections=16),
-                                SimSettings(episodes=2000, seed=11, chunk_size=400), world=small_world)
-        simulation.run_day(1)
-        simulation.close()
-    users, summary = user_metrics([tmp_path / "log"], "AA")
+    log = simulate_through_service(small_world_dir, small_world,
+                                   'default = "random"\n[[experiments]]\nname = "AA"\ntreatments = 2\n',
+                                   tmp_path / "log", episodes=2000, seed=11)
+    users, summary = user_metrics([log], "AA")
     assert summary.malformed == 0 and len(users["user"]) == small_world.users.size
     rng = np.random.default_rng(0)
     false_positives = 0
@@ -209,17 +203,11 @@ def test_aa_false_positive_rate_is_alpha(small_world_dir: Path, small_world, tmp
 
 def test_a_clearly_better_treatment_is_detected(small_world_dir: Path, small_world, tmp_path: Path) -> None:
     """StickyArtist keeps listeners far longer than Random: the analysis must say so."""
-    from botify.service import ServiceSettings
-    from botify.sim import AgentSpec, SimSettings, Simulation
-    from tests.servers import ServiceThread
+    from tests.servers import simulate_through_service
 
-    (tmp_path / "e.toml").write_text('[[experiments]]\nname = "KNOWN"\ntreatments = ["random", "sticky_artist"]\n')
-    settings = ServiceSettings(catalog=small_world_dir, experiments=tmp_path / "e.toml", log_dir=tmp_path / "log")
-    with ServiceThread(settings) as running:
-        simulation = Simulation(small_world_dir, AgentSpec(kind="remote", url=running.url, connections=16),
-                                SimSettings(episodes=1000, seed=12, chunk_size=400), world=small_world)
-        simulation.run_day(1)
-        simulation.close()
-    users, _ = user_metrics([tmp_path / "log"], "KNOWN")
+    log = simulate_through_service(small_world_dir, small_world,
+                                   '[[experiments]]\nname = "KNOWN"\ntreatments = ["random", "sticky_artist"]\n',
+                                   tmp_path / "log", episodes=1000, seed=12)
+    users, _ = user_metrics([log], "KNOWN")
     verdict = next(c for c in analyze(users, "KNOWN").comparisons if c.metric == "mean_time_per_session")
     assert verdict.verdict == "win" and verdict.p_holm < 1e-6 and verdict.lower > 20

@@ -12,13 +12,12 @@ import pytest
 
 from botify.service import ServiceSettings
 from botify.service.artifacts import read_artifact
-from botify.sim import AgentSpec, SimSettings, Simulation
 from botify.train.dataset import read_interactions
 from botify.train.diverse import diversify
 from botify.train.evaluate import evaluate_lists, popularity_baselines
 from botify.train.registry import train_model
 from botify.world import World, WorldSpec, generate_world
-from tests.servers import ServiceThread, read_events
+from tests.servers import ServiceThread, read_events, simulate_through_service
 from tests.test_service import Client
 
 # A dense world: 100 listeners each see most of 240 tracks over their sessions, so held-out
@@ -31,14 +30,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World, Path]
     root = tmp_path_factory.mktemp("dense")
     world = generate_world(DENSE)
     world.save(root / "world")
-    settings = ServiceSettings(catalog=root / "world", log_dir=root / "log")
-    (root / "e.toml").write_text('default = "random"\n')
-    settings = settings.model_copy(update={"experiments": root / "e.toml"})
-    with ServiceThread(settings) as running:
-        simulation = Simulation(root / "world", AgentSpec(kind="remote", url=running.url, connections=16),
-                                SimSettings(episodes=4000, seed=4, chunk_size=100), world=world)
-        simulation.run_day(1)
-        simulation.close()
+    simulate_through_service(root / "world", world, 'default = "random"\n', root / "log", episodes=4000, seed=4,
+                             chunk_size=100)
     return root / "log", world, root
 
 
