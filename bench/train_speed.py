@@ -17,7 +17,7 @@ from botify.service.process import ServiceProcess
 from botify.sim import AgentSpec, SimSettings, Simulation
 from botify.train.dataset import read_interactions
 from botify.train.evaluate import evaluate_lists, popularity_baselines
-from botify.train.registry import train_model
+from botify.train.pipeline import train_model
 from botify.world import WorldSpec, generate_world, world_exists
 from botify.world.model import Catalog
 

@@ -34,7 +34,7 @@ def test_two_day_loop(small_world_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "plan.toml").write_text(PLAN)
     run = subprocess.run(
         [sys.executable, "-m", "botify", "loop", "--days", "2", "--experiment", "plan.toml", "--world",
-         str(small_world_dir), "--dir", "run", "--day1-episodes", "1500", "--episodes", "1500"],
+         str(small_world_dir), "--dir", "run", "--day1-episodes", "1500", "--episodes", "1500", "--compare", "T1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "160"},
     )
     assert run.returncode == 0, run.stderr + run.stdout
@@ -50,3 +50,28 @@ def test_two_day_loop(small_world_dir: Path, tmp_path: Path) -> None:
     assert "indexed(ub/recommendations.jsonl)" in served and "top_pop(top/top_tracks.json)" in served
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Day 2: experiment LOOP" in report and report.count("<svg") >= 3
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["day1"]["sessions"] == 1500 and summary["day1"]["recommender"] == "random"
+    (day,) = summary["days"]
+    assert day["day"] == 2 and day["experiment"] == "LOOP" and 0 <= day["srm_p_value"] <= 1
+    rows = {row["treatment"]: row for row in day["treatments"]}
+    assert rows["C"]["recommender"] == {"kind": "random"} and rows["T1"]["recommender"]["kind"] == "indexed"
+    assert 300 < sum(row["users"] for row in rows.values()) <= 400  # the small world has 400 listeners
+    for name in ("T1", "T2"):
+        versus = rows[name]["vs_control"]
+        assert versus["ci_pct"][0] <= versus["effect_pct"] <= versus["ci_pct"][1] and 0 <= versus["p_holm"] <= 1
+    assert rows["T2"]["vs_T1"]["effect_pct"] != rows["T2"]["vs_control"]["effect_pct"]
+    assert "vs_T1" not in rows["T1"]
+    assert [item["name"] for item in summary["training"]] == ["ub", "top"]
+    assert all(item["seconds"] >= item["fit_seconds"] >= 0 for item in summary["training"])
+
+
+def test_loop_checks_the_plan_before_day_one(small_world_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "plan.toml").write_text(PLAN.replace("neighbours = 20", "neighbours = 'many'"))
+    run = subprocess.run(
+        [sys.executable, "-m", "botify", "loop", "--experiment", "plan.toml", "--world", str(small_world_dir),
+         "--dir", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1 and "neighbours='many'" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "log").exists()  # nothing was simulated

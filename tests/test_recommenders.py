@@ -12,7 +12,7 @@ import pytest
 from botify.errors import BotifyError
 from botify.service import Query, Recommender, RecommenderSpec, ServiceSettings
 from botify.service.app import ServiceData
-from botify.service.artifacts import ArtifactError, read_artifact
+from botify.artifacts import ArtifactError, read_artifact
 from botify.service.recommenders import Chain, Resources
 from botify.service.stores import EmbeddedStore, Listen
 from botify.world import World
@@ -39,9 +39,12 @@ def chain(world: World, spec: dict, artifacts_dir: Path, seed: int = 0) -> Chain
     return Chain(spec_model, Resources(world.catalog, store, random.Random(seed)))
 
 
-def ask(recommender: Chain, user: int, track: int, history: list[tuple[int, float]] = ()):
-    listens = [Listen(*item) for item in history] or [Listen(track, 1.0)]
-    return asyncio.run(recommender.recommend(Query(user, track, listens[0].time, listens)))
+def ask(recommender: Chain, user: int, track: int, session: list[tuple[int, float]] = ()):
+    """Ask as the service does: `session` is the open session so far, oldest first (by default
+    just `track`, played in full)."""
+    artists = recommender.members[0].artist_of
+    listens = [Listen(t, played, int(artists[t])) for t, played in session] or [Listen(track, 1.0, int(artists[track]))]
+    return asyncio.run(recommender.recommend(Query(user, track, listens[-1].time, listens)))
 
 
 def test_top_pop_samples_the_top_k_unheard(small_world: World, tmp_path: Path) -> None:
@@ -82,17 +85,95 @@ def test_contextual_follows_the_previous_track(small_world: World, tmp_path: Pat
     assert unknown.fallback and unknown.recommender == "random"
 
 
-def test_i2i_weighs_anchors_by_time_and_skips_heard(small_world: World, tmp_path: Path) -> None:
-    spec = {"kind": "i2i", "artifact": "i2i.jsonl", "ranked": True, "min_time": 0.5}
-    recommender = chain(small_world, spec, write_artifacts(tmp_path))
-    # Anchors 1 (time 1.0) and 0 (0.9): 62 scores 1.0/1 + 0.9/3 = 1.3, best; 60 scores 0.9.
-    assert ask(recommender, 1, 1, [(1, 1.0), (0, 0.9)]).track == 62
-    assert ask(recommender, 1, 62, [(62, 1.0), (1, 1.0), (0, 0.9)]).track == 60
-    # Track 0 played too briefly to be an anchor: only track 1's list counts.
-    assert ask(recommender, 1, 1, [(1, 1.0), (62, 1.0), (0, 0.1)]).track == 63
-    assert ask(recommender, 1, 5, [(5, 0.2)]).fallback  # no anchor at all
-    sampled = chain(small_world, {"kind": "i2i", "artifact": "i2i.jsonl"}, tmp_path)
-    assert {ask(sampled, 1, 0, [(0, 1.0)]).track for _ in range(60)} == {60, 61, 62}
+def _by_artist(world: World, tracks_needed: int = 3) -> tuple[list[int], list[int]]:
+    """Tracks of one artist with at least `tracks_needed` tracks, and tracks of another artist."""
+    by_artist: dict[int, list[int]] = {}
+    for track, code in enumerate(world.catalog.artist_codes.tolist()):
+        by_artist.setdefault(code, []).append(track)
+    big = [tracks for tracks in by_artist.values() if len(tracks) >= tracks_needed]
+    return big[0], big[1]
+
+
+def test_i2i_anchors_on_the_session(small_world: World, tmp_path: Path) -> None:
+    """first: the session's first track; last: its latest play of at least min_time; mix: the
+    time-weighted mean of the scores of its recent good plays."""
+    a, b = 1, 2
+    (tmp_path / "scored.jsonl").write_text(
+        f'{{"track": {a}, "recommendations": [60, 61, 62], "scores": [0.9, 0.8, 0.5]}}\n'
+        f'{{"track": {b}, "recommendations": [63, 62], "scores": [0.95, 0.9]}}\n'
+    )
+    spec = {"kind": "i2i", "artifact": "scored.jsonl", "ranked": True}
+    first = chain(small_world, {**spec, "anchor": "first"}, tmp_path)
+    last = chain(small_world, {**spec, "anchor": "last"}, tmp_path)
+    mix = chain(small_world, {**spec, "anchor": "mix"}, tmp_path)
+    assert ask(first, 1, b, [(a, 1.0), (b, 0.8)]).track == 60
+    assert ask(last, 1, b, [(a, 1.0), (b, 0.8)]).track == 63
+    assert ask(last, 1, b, [(a, 1.0), (b, 0.1)]).track == 60  # b was skipped: not an anchor
+    # mix: 62 scores (1.0 * 0.5 + 0.8 * 0.9) / 1.8 = 0.68, above 60's 0.9 / 1.8 = 0.5
+    assert ask(mix, 1, b, [(a, 1.0), (b, 0.8)]).track == 62
+    assert ask(first, 1, 60, [(a, 1.0), (60, 1.0)]).track == 61  # heard in this session
+    answer = ask(first, 1, 5, [(5, 1.0)])  # no list for the anchor
+    assert answer.fallback and answer.recommender == "random"
+    sampled = chain(small_world, {"kind": "i2i", "artifact": "scored.jsonl"}, tmp_path)
+    assert {ask(sampled, 1, a, [(a, 1.0)]).track for _ in range(60)} == {60, 61, 62}
+    # The course's 2026 lines, {"item_id", "recommendations"}, are the same kind without scores.
+    course = chain(small_world, {"kind": "i2i", "artifact": "i2i.jsonl", "anchor": "mix", "ranked": True},
+                   write_artifacts(tmp_path))
+    # ranks as scores: 62 gets (1.0 / 3 + 0.9 / 1) / 1.9, above 60's (1.0 / 1) / 1.9
+    assert ask(course, 1, 1, [(0, 1.0), (1, 0.9)]).track == 62
+
+
+def test_artist_fatigue_reranks_and_caps(small_world: World, tmp_path: Path) -> None:
+    """The re-ranking step reads only the session and the catalog: score × discount ** plays of
+    the candidate's artist in this session, and an optional cap per artist."""
+    (x1, x2, x3), (y1, *_) = [tracks[:3] for tracks in _by_artist(small_world)]
+    (tmp_path / "i2i.jsonl").write_text(
+        f'{{"track": {x1}, "recommendations": [{x2}, {y1}], "scores": [0.9, 0.6]}}\n'
+    )
+    base = {"kind": "i2i", "artifact": "i2i.jsonl", "ranked": True}
+    assert ask(chain(small_world, base, tmp_path), 1, x1).track == x2
+    assert ask(chain(small_world, {**base, "artist_discount": 0.8}, tmp_path), 1, x1).track == x2  # 0.72 > 0.6
+    assert ask(chain(small_world, {**base, "artist_discount": 0.5}, tmp_path), 1, x1).track == y1  # 0.45 < 0.6
+    assert ask(chain(small_world, {**base, "artist_cap": 2}, tmp_path), 1, x1).track == x2
+    assert ask(chain(small_world, {**base, "artist_cap": 1}, tmp_path), 1, x1).track == y1
+    # Two plays of x's artist so far: 0.9 × 0.8² = 0.576 < 0.6.
+    session = [(x1, 1.0), (x3, 1.0)]
+    assert ask(chain(small_world, {**base, "artist_discount": 0.8}, tmp_path), 1, x3, session).track == y1
+    # Any recommender can use it: sticky_artist with a cap of one play per artist has nothing left.
+    capped = chain(small_world, {"kind": "sticky_artist", "artist_cap": 1}, tmp_path)
+    assert ask(capped, 1, x1).recommender == "random"
+
+
+def test_softmax_and_top_k_sampling(small_world: World, tmp_path: Path) -> None:
+    (tmp_path / "i2i.jsonl").write_text('{"track": 0, "recommendations": [60, 61, 62], "scores": [0.9, 0.6, 0.1]}\n')
+    base = {"kind": "i2i", "artifact": "i2i.jsonl", "pick": "softmax"}
+    cold = chain(small_world, {**base, "temperature": 0.01}, tmp_path)
+    assert {ask(cold, 1, 0).track for _ in range(50)} == {60}
+    warm = chain(small_world, {**base, "temperature": 5.0}, tmp_path)
+    assert {ask(warm, 1, 0).track for _ in range(200)} == {60, 61, 62}
+    medium = chain(small_world, {**base, "temperature": 0.3}, tmp_path, seed=3)
+    counts = [ask(medium, 1, 0).track for _ in range(2000)]
+    # exp(0.9/0.3) : exp(0.6/0.3) : exp(0.1/0.3) → shares 0.70, 0.26, 0.05
+    assert abs(counts.count(60) / 2000 - 0.70) < 0.04 and abs(counts.count(62) / 2000 - 0.05) < 0.02
+    top2 = chain(small_world, {"kind": "i2i", "artifact": "i2i.jsonl", "pick": "uniform", "k": 2}, tmp_path)
+    assert {ask(top2, 1, 0).track for _ in range(60)} == {60, 61}
+    assert {ask(top2, 1, 60, [(0, 1.0), (60, 1.0)]).track for _ in range(60)} == {61, 62}  # first 2 unheard
+
+
+def test_heard_is_the_session_by_default(small_world: World, tmp_path: Path) -> None:
+    """A listener penalises repeats within a session, not across sessions: by default only the
+    session's tracks are filtered; `heard = "history"` filters the long history too."""
+    (tmp_path / "i2i.jsonl").write_text('{"track": 0, "recommendations": [60, 61]}\n')
+    artists = small_world.catalog.artist_codes
+    session = [Listen(0, 1.0, int(artists[0]))]
+    history = [Listen(0, 1.0, int(artists[0])), Listen(60, 1.0, int(artists[60]))]  # 60: an earlier session
+    query = Query(1, 0, 1.0, session, history)
+    spec = {"kind": "i2i", "artifact": "i2i.jsonl", "ranked": True}
+    assert asyncio.run(chain(small_world, spec, tmp_path).recommend(query)).track == 60
+    by_history = chain(small_world, {**spec, "heard": "history"}, tmp_path)
+    assert asyncio.run(by_history.recommend(query)).track == 61
+    nothing = chain(small_world, {**spec, "heard": "none", "anchor": "first"}, tmp_path)
+    assert asyncio.run(nothing.recommend(Query(1, 60, 1.0, [Listen(0, 1.0), Listen(60, 1.0)]))).track == 60
 
 
 class Broken(Recommender):

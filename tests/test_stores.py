@@ -7,14 +7,15 @@ import time
 
 import pytest
 
-from botify.service.artifacts import Artifact
-from botify.service.stores import EmbeddedStore, Listen, StoreUnavailable
+from botify.artifacts import Artifact
+from botify.service.stores import EmbeddedStore, Listen, Ranked, StoreUnavailable
 from botify.service.stores.redis import COOL_DOWN, RedisStore
 from botify.world import World
 
 ARTIFACTS = {
-    "users.jsonl": Artifact("users.jsonl", "user", {1: [5, 6, 7], 2: []}, "d1"),
-    "top.json": Artifact("top.json", "top", {0: [9, 8, 7]}, "d2"),
+    "users.jsonl": Artifact("users.jsonl", "user", {1: [5, 6, 7], 2: []}, digest="d1"),
+    "top.json": Artifact("top.json", "top", {0: [9, 8, 7]}, digest="d2"),
+    "i2i.jsonl": Artifact("i2i.jsonl", "track", {4: [3, 2], 5: [1]}, {4: [0.9, 0.25]}, digest="d3"),
 }
 
 
@@ -24,10 +25,11 @@ def run(coroutine):
 
 @pytest.fixture(params=["embedded", "redis"])
 def make_store(request, small_world: World):
-    def build(history_length: int = 3):
+    def build(history_length: int = 3, session_length: int = 500, session_ttl: float = 3600.0):
         if request.param == "embedded":
-            return EmbeddedStore(history_length)
-        return RedisStore(request.getfixturevalue("redis_url"), history_length, timeout=0.3)
+            return EmbeddedStore(history_length, session_length, session_ttl)
+        return RedisStore(request.getfixturevalue("redis_url"), history_length, timeout=0.3,
+                          session_length=session_length, session_ttl=session_ttl)
 
     return build
 
@@ -57,10 +59,50 @@ def test_histories_keep_the_last_n_newest_first(make_store, small_world: World) 
         store = await _loaded(make_store(history_length=3), small_world)
         assert await store.history(1) == []
         for track, time_played in [(10, 1.0), (11, 0.5), (12, 0.0), (13, 0.25)]:
-            history = await store.listen(1, track, time_played)
-        assert history == [Listen(13, 0.25), Listen(12, 0.0), Listen(11, 0.5)]
+            _, history = await store.listen(1, Listen(track, time_played, 7))
+        assert history == [Listen(13, 0.25, 7), Listen(12, 0.0, 7), Listen(11, 0.5, 7)]
         assert await store.history(1) == history
         assert await store.history(2) == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_sessions_open_at_next_and_close_at_last(make_store, small_world: World) -> None:
+    """The open session is kept apart from the long history: it opens with the first /next
+    after a /last (or the first ever), grows in order, and closes at /last."""
+
+    async def scenario():
+        store = await _loaded(make_store(history_length=3), small_world)
+        assert await store.session(1) == []
+        session, _ = await store.listen(1, Listen(10, 1.0, 4))
+        assert session == [Listen(10, 1.0, 4)]
+        session, history = await store.listen(1, Listen(11, 0.5, 5))
+        assert session == [Listen(10, 1.0, 4), Listen(11, 0.5, 5)]
+        assert history == [Listen(11, 0.5, 5), Listen(10, 1.0, 4)]
+        await store.listen(2, Listen(20, 1.0, 9))  # another user's session is their own
+        session, _ = await store.listen(1, Listen(12, 0.0, 5), close=True)
+        assert [listen.track for listen in session] == [10, 11, 12]
+        assert await store.session(1) == []
+        assert await store.session(2) == [Listen(20, 1.0, 9)]
+        session, history = await store.listen(1, Listen(30, 1.0, 6))  # a new session
+        assert session == [Listen(30, 1.0, 6)]
+        assert [listen.track for listen in history] == [30, 12, 11]  # the history goes on across sessions
+        await store.close()
+
+    run(scenario())
+
+
+def test_sessions_are_bounded_and_expire(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(session_length=4, session_ttl=0.3), small_world)
+        for track in range(6):
+            session, _ = await store.listen(1, Listen(track, 1.0, 0))
+        assert [listen.track for listen in session] == [2, 3, 4, 5]  # the latest four
+        await asyncio.sleep(0.45)
+        assert await store.session(1) == []  # abandoned without a /last: expired
+        session, _ = await store.listen(1, Listen(9, 1.0, 0))
+        assert session == [Listen(9, 1.0, 0)]
         await store.close()
 
     run(scenario())
@@ -72,6 +114,8 @@ def test_artifacts(make_store, small_world: World) -> None:
         assert await store.recommendations("users.jsonl", [1, 2, 3]) == [[5, 6, 7], [], None]
         assert await store.recommendations("top.json", [0]) == [[9, 8, 7]]
         assert await store.recommendations("missing.jsonl", [1]) == [None]
+        assert await store.ranked("i2i.jsonl", [4, 5, 6]) == [Ranked([3, 2], [0.9, 0.25]), Ranked([1], None), None]
+        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)]
         assert (await store.status())["store"] == store.kind
         await store.close()
 
@@ -90,18 +134,18 @@ def test_redis_uploads_once_for_many_workers(redis_server, redis_url: str, small
     stats = redis_server.command("INFO", "commandstats")
     hset_calls = int(stats.split("cmdstat_hset:calls=")[1].split(",")[0])
     # One upload: tracks + artists + 2 artifacts, in batches of 2,000 fields.
-    assert hset_calls == -(-small_world.catalog.size // 2000) + 1 + 2
+    assert hset_calls == -(-small_world.catalog.size // 2000) + 1 + 3
 
 
 def test_redis_pause_gives_fast_503_and_recovers(redis_server, redis_url: str, small_world: World) -> None:
     async def scenario():
         store = await _loaded(RedisStore(redis_url, 5, timeout=0.3), small_world)
-        await store.listen(1, 10, 1.0)
+        await store.listen(1, Listen(10, 1.0))
         redis_server.pause()
         try:
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="unavailable"):
-                await store.listen(1, 11, 1.0)
+                await store.listen(1, Listen(11, 1.0))
             assert time.monotonic() - started < 1.0  # the command time-out, not a freeze
             started = time.monotonic()
             for _ in range(20):
@@ -112,7 +156,7 @@ def test_redis_pause_gives_fast_503_and_recovers(redis_server, redis_url: str, s
             redis_server.resume()
         await asyncio.sleep(COOL_DOWN + 0.1)
         assert await store.track(1) == small_world.catalog.records[1]
-        assert (await store.listen(1, 12, 0.5))[0] == Listen(12, 0.5)
+        assert (await store.listen(1, Listen(12, 0.5)))[1][0] == Listen(12, 0.5)
         await store.close()
 
     run(scenario())
@@ -138,7 +182,7 @@ def test_redis_flushed_while_connected_is_reloaded(redis_server, redis_url: str,
     async def scenario():
         store = await _loaded(RedisStore(redis_url, 5), small_world)
         redis_server.command("FLUSHALL")
-        await store.listen(4, 1, 1.0)  # notices the missing data and uploads it again
+        await store.listen(4, Listen(1, 1.0))  # notices the missing data and uploads it again
         assert await store.track(7) == small_world.catalog.records[7]
         await store.close()
 

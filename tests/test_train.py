@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from botify.service import ServiceSettings
-from botify.service.artifacts import read_artifact
+from botify.artifacts import read_artifact
 from botify.train.dataset import read_interactions
 from botify.train.diverse import diversify
 from botify.train.evaluate import evaluate_lists, popularity_baselines
-from botify.train.registry import train_model
+from botify.train.pipeline import train_model
 from botify.world import World, WorldSpec, generate_world
 from tests.servers import ServiceThread, read_events, simulate_through_service
 from tests.test_service import Client
@@ -70,11 +70,14 @@ def test_interactions_follow_the_logs(logged) -> None:
 def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model: str, params: dict) -> None:
     log_dir, world, root = logged
     out = tmp_path / model
-    trained, metrics = train_model(model, [log_dir], root / "world" / "tracks.json", out, params)
+    trained, metrics = train_model(model, [log_dir], root / "world" / "tracks.json", out, params, test_share=0.2)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"] == model and manifest["data"]["train"]["interactions"] > 0
-    assert manifest["offline_metrics"]["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
     interactions = read_interactions([log_dir])
+    assert manifest["model"] == model and manifest["data"]["evaluation"]["train"]["interactions"] > 0
+    # The served artifact is fitted on every interaction, the latest sessions included.
+    assert manifest["data"]["served"]["interactions"] == interactions.size and manifest["data"]["served_share"] == 1
+    assert manifest["offline_metrics"]["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
+    assert manifest["parameters"] == trained.get_params() and "next_ndcg@10" in str(metrics)
     train, test = interactions.split_by_time(0.2)
     kind, shuffled = popularity_baselines(train, test, world.catalog.size, kind=trained.artifact_kind)[
         "shuffled top-100"]
@@ -82,6 +85,13 @@ def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model
     assert metrics["ndcg@10"] > baseline["ndcg@10"], (metrics, baseline)
     artifact = read_artifact(out / manifest["artifact"], world.catalog.size)
     assert artifact.kind == trained.artifact_kind
+    if getattr(trained, "item_vectors", None) is not None and trained.artifact_kind == "user":
+        # Models that learn item vectors also write scored item-to-item lists for i2i.
+        item2item = read_artifact(out / "item2item.jsonl", world.catalog.size)
+        assert item2item.kind == "track" and len(item2item.lists) == world.catalog.size
+        scores = item2item.scores[0]
+        assert len(scores) == len(item2item.lists[0]) and scores == sorted(scores, reverse=True)
+        assert 0 not in item2item.lists[0]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +101,8 @@ def test_models_learn_and_beat_shuffled_popularity(logged, tmp_path: Path, model
 def test_a_trained_artifact_is_served(logged, tmp_path: Path, model: str, params: dict, recommender: str) -> None:
     log_dir, world, root = logged
     trained, _ = train_model(model, [log_dir], root / "world" / "tracks.json", tmp_path / "art" / "m", params)
-    (tmp_path / "e.toml").write_text(f'default = {{kind = "{recommender}", artifact = "m/recommendations.jsonl"}}\n')
+    file = next(iter(trained.artifacts()))
+    (tmp_path / "e.toml").write_text(f'default = {{kind = "{recommender}", artifact = "m/{file}"}}\n')
     settings = ServiceSettings(catalog=root / "world", experiments=tmp_path / "e.toml", artifacts=tmp_path / "art",
                                log_dir=tmp_path / "log")
     key = int(next(iter(trained.lists())))
@@ -100,7 +111,7 @@ def test_a_trained_artifact_is_served(logged, tmp_path: Path, model: str, params
         status, answer = Client(running.url).post(f"/next/{user}", {"track": track, "time": 1.0})
     assert status == 200 and answer["track"] in trained.lists()[key]
     (event,) = read_events(tmp_path / "log")
-    assert event["recommender"] == f"{recommender}(m/recommendations.jsonl)" and not event["fallback"]
+    assert event["recommender"] == f"{recommender}(m/{file})" and not event["fallback"]
 
 
 def test_diversify_caps_artists_in_the_head() -> None:
@@ -142,10 +153,16 @@ def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr
     rows = json.loads(table.stdout)
-    assert [row["model"] for row in rows][-1] == "toppop (top)" and len(rows) == 3
+    assert [row["model"] for row in rows][-1] == "toppop (top)" and len(rows) == 4
+    assert all("next_ndcg@10" in row for row in rows)
     bad = subprocess.run([sys.executable, "-m", "botify", "train", "mf", "--logs", str(log_dir), "--catalog", catalog,
                           "--out", str(tmp_path / "x"), "--param", "flavour=1"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "mf has no parameter(s) flavour" in bad.stderr
+    assert bad.returncode == 1 and "mf has no parameter 'flavour'" in bad.stderr
+    typo = subprocess.run([sys.executable, "-m", "botify", "train", "user-based", "--logs", str(log_dir), "--catalog",
+                           str(root / "world"), "--out", str(tmp_path / "x"), "--param", "neighbours=abc"],
+                          capture_output=True, text=True)
+    assert typo.returncode == 1 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
+    assert "neighbours='abc'" in typo.stderr and "integer" in typo.stderr
 
 
 def test_projector_export(logged, tmp_path: Path) -> None:

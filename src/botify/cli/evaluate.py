@@ -12,20 +12,21 @@ from botify.cli.progress import console
 from botify.errors import BotifyError
 
 
-def _read_lists(directory: Path, n_tracks: int) -> tuple[str, str, dict[int, list[int]]]:
-    from botify.service.artifacts import ArtifactError, read_artifact
-    from botify.train.base import MANIFEST_FILE
+def _read_lists(directory: Path, n_tracks: int) -> list[tuple[str, str, dict[int, list[int]]]]:
+    """(row name, kind, lists) for every artifact a `botify train` directory holds."""
+    from botify.artifacts import ArtifactError, read_artifact, read_manifest
 
-    manifest_path = directory / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise BotifyError(f"{directory}: no {MANIFEST_FILE} (train it with botify train MODEL --out {directory})")
-    manifest = json.loads(manifest_path.read_text())
     try:
-        artifact = read_artifact(directory / manifest["artifact"], n_tracks)
+        manifest = read_manifest(directory)
+        files = manifest.get("artifacts") or {manifest["artifact"]: manifest.get("artifact_kind")}
+        rows = []
+        for file in files:
+            artifact = read_artifact(directory / file, n_tracks)
+            suffix = "" if len(files) == 1 else f" {file}"
+            rows.append((f"{manifest['model']} ({directory.name}){suffix}", artifact.kind, artifact.lists))
+        return rows
     except ArtifactError as error:
         raise BotifyError(str(error)) from error
-    kind = {"item": "track"}.get(artifact.kind, artifact.kind)
-    return f"{manifest['model']} ({directory.name})", kind, artifact.lists
 
 
 @click.command()
@@ -38,24 +39,31 @@ def _read_lists(directory: Path, n_tracks: int) -> tuple[str, str, dict[int, lis
               help="A track played at least this much is relevant.")
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def evaluate(artifacts, logs, catalog, train_logs, k, min_time, output) -> None:
-    """Precision@k, recall@k, MRR, NDCG@k and coverage of ARTIFACTS (directories from botify train)."""
+    """Precision@k, recall@k, MRR, NDCG@k and coverage of ARTIFACTS (directories from botify train),
+    and next-track metrics for every kind of list: for each later play of a held-out session
+    that was played at least --min-time, its rank in the list the service would consult."""
     from botify.train.dataset import read_interactions
-    from botify.train.evaluate import evaluate_lists, popularity_baselines
+    from botify.train.evaluate import evaluate_lists, evaluate_next_track, popularity_baselines
     from botify.world.model import Catalog
 
     n_tracks = Catalog.load(catalog).size
     test = read_interactions(list(logs))
     rows = []
     if train_logs:
-        baselines = popularity_baselines(read_interactions(list(train_logs)), test, n_tracks)
+        trained_on = read_interactions(list(train_logs))
+        baselines = popularity_baselines(trained_on, test, n_tracks)
         rows += [(f"[dim]{name}[/]", kind, lists) for name, (kind, lists) in baselines.items()]
-    rows += [_read_lists(Path(directory), n_tracks) for directory in artifacts]
+        by_track = popularity_baselines(trained_on, test, n_tracks, kind="track")["shuffled top-100"][1]
+        rows.append(("[dim]shuffled top-100 per track[/]", "track", by_track))
+    rows += [row for directory in artifacts for row in _read_lists(Path(directory), n_tracks)]
     results = []
     for name, kind, lists in rows:
         try:
-            results.append((name, kind, evaluate_lists(kind, lists, test, n_tracks, k, min_time)))
+            metrics = evaluate_lists(kind, lists, test, n_tracks, k, min_time)
+            metrics.update(evaluate_next_track(kind, lists, test, n_tracks, k, min_time))
         except ValueError as error:
             raise BotifyError(str(error)) from error
+        results.append((name, kind, metrics))
     if output == "json":
         click.echo(json.dumps([{"model": name, "kind": kind, **metrics} for name, kind, metrics in results], indent=2))
         return
@@ -66,5 +74,6 @@ def evaluate(artifacts, logs, catalog, train_logs, k, min_time, output) -> None:
     for column in columns:
         table.add_column(column, justify="right")
     for name, kind, metrics in results:
-        table.add_row(name, kind, *[f"{metrics[c]:.4f}" if c != "queries" else f"{metrics[c]:,}" for c in columns])
+        table.add_row(name, kind, *[f"{metrics[c]:,}" if c.endswith("queries") else f"{metrics[c]:.4f}"
+                                    for c in columns])
     console.print(table)

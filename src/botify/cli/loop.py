@@ -4,7 +4,10 @@ Day 1 serves Random (cold start). Before each later day the configured models ar
 on all logs so far, the experiment is written next to them and `POST /admin/reload` swaps
 both into the running service; after each day `/admin/reload` closes that day's log files, so
 every day is analysed on its own events, with the previous day as the CUPED pre-period. One
-HTML report holds every experiment day.
+HTML report holds every experiment day, and `summary.json` beside it holds the figures: for
+each day and treatment its recommender, users, mean time per session, the effect against the
+control (and, with `compare`, against other treatments) with CI and Holm p, and each trained
+model's training time.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class LoopPlan(BaseModel):
 class DailyLoop:
     """One world, one running service, days of simulated listeners, training in between."""
 
-    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = 42, world_dir: Path | None = None) -> None:
+    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = 42, world_dir: Path | None = None,
+                 compare: tuple[str, ...] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.plan = plan
         self.seed = seed
@@ -63,8 +67,23 @@ class DailyLoop:
         self.experiments_file = self.run_dir / "experiments.json"
         self.day_files: dict[int, list[str]] = {}
         self.sections: list[str] = []
+        self.compare = tuple(compare)
+        self.summary: dict[str, Any] = {"seed": seed, "days": [], "training": []}
+
+    def check(self) -> None:
+        """Everything the plan names must make sense before a day is simulated."""
+        from botify.train.base import model_class
+
+        for spec in self.plan.train:
+            model_class(spec.model).from_params(spec.params)
+        for experiment in self.plan.service.active:
+            unknown = [name for name in self.compare if name not in experiment.treatment_names]
+            if unknown:
+                raise BotifyError(f"--compare {', '.join(unknown)}: experiment {experiment.name} has treatments "
+                                  f"{', '.join(experiment.treatment_names)}")
 
     def prepare(self) -> None:
+        self.check()
         if world_exists(self.world_dir):
             console.print(f"using the world in {self.world_dir}")
         else:
@@ -81,16 +100,21 @@ class DailyLoop:
         if status != 200:
             raise BotifyError(f"the service refused the reload: {body.decode(errors='replace')}")
 
-    def _train(self) -> None:
-        from botify.train.registry import train_model
+    def _train(self, day: int) -> None:
+        from botify.train.pipeline import train_model
 
         logs = sorted(str(path) for files in self.day_files.values() for path in files)
         for spec in self.plan.train:
             started = time.monotonic()
-            model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json", self.artifacts / spec.name,
-                                         spec.params)
-            console.print(f"trained {spec.model} → {self.artifacts / spec.name} in {time.monotonic() - started:.1f} s "
-                          f"(offline ndcg@10 {metrics.get('ndcg@10', float('nan')):.4f})")
+            with console.status(f"training {spec.model} → {self.artifacts / spec.name}"):
+                model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json",
+                                             self.artifacts / spec.name, spec.params)
+            seconds = time.monotonic() - started
+            console.print(f"trained {spec.model} → {self.artifacts / spec.name} in {seconds:.1f} s "
+                          f"(fit {metrics['train_seconds']:.1f} s; {', '.join(model.artifacts())})")
+            self.summary["training"].append({"day": day, "model": spec.model, "name": spec.name,
+                                             "parameters": model.get_params(), "seconds": round(seconds, 2),
+                                             "fit_seconds": metrics["train_seconds"]})
 
     def _analyse(self, day: int) -> None:
         from botify.analysis.engine import user_metrics
@@ -101,14 +125,18 @@ class DailyLoop:
         for experiment in self.plan.service.active:
             users, summary = user_metrics(self.day_files[day], experiment.name, timeline=True)
             pre = user_metrics(self.day_files[day - 1], None)[0] if day > 1 else None
-            result = analyze(users, experiment.name, "C", pre, treatments=list(experiment.treatment_names))
+            names = list(experiment.treatment_names)
+            result = analyze(users, experiment.name, "C", pre, treatments=names)
             console.print(f"\n[bold]Day {day}[/]")
             print_analysis(result, summary)
             self.sections.append(render_section(result, users, summary, f"Day {day}: experiment {experiment.name}"))
+            others = {name: analyze(users, experiment.name, name, pre, treatments=names) for name in self.compare}
+            self.summary["days"].append(day_summary(day, experiment, result, others))
 
     def run(self, days: int, day1_episodes: int, episodes: int) -> list[str]:
         """Run the days; the HTML sections of the experiment days."""
         self.prepare()
+        self.summary["world"] = str(self.world_dir)
         args = ["--catalog", self.world_dir / "tracks.json", "--log-dir", self.log_dir,
                 "--experiments", self.experiments_file, "--artifacts", self.artifacts, "--seed", str(self.seed)]
         with ServiceProcess(*args, log_file=self.run_dir / "service.log") as service:
@@ -117,7 +145,7 @@ class DailyLoop:
             try:
                 for day in range(1, days + 1):
                     if day > 1:
-                        self._train()
+                        self._train(day)
                         self.experiments_file.write_text(self.plan.service.model_dump_json(exclude_none=True))
                         self._reload(client)
                     day_started = time.time()
@@ -131,6 +159,10 @@ class DailyLoop:
                     finally:
                         simulation.close()
                     console.print(summary_table([summary], title=f"Day {day}: {label}"))
+                    if day == 1:
+                        mean, se = summary.time
+                        self.summary["day1"] = {"recommender": "random", "sessions": summary.sessions,
+                                                "mean_time_per_session": mean, "se": se}
                     self._reload(client)  # closes the day's last log file and opens an empty one
                     self.day_files[day] = sorted(
                         str(path) for path in self.log_dir.glob("events-*.jsonl")
@@ -140,7 +172,31 @@ class DailyLoop:
                         self._analyse(day)
             finally:
                 client.close()
+        (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2, default=float) + "\n")
         return self.sections
+
+
+def _comparison(item) -> dict[str, Any]:
+    return {"effect_pct": item.effect, "ci_pct": [item.lower, item.upper], "p_value": item.p_value,
+            "p_holm": item.p_holm, "verdict": item.verdict or "no significant difference"}
+
+
+def day_summary(day: int, experiment, result, others: dict[str, Any], metric: str = "mean_time_per_session") -> dict:
+    """One experiment day as plain JSON: per treatment its recommender, users, mean of `metric`,
+    and its effect against the control and against each treatment in `others`."""
+    means = {item.treatment: item.mean for item in result.stats if item.metric == metric}
+    treatments = []
+    for name, treatment in zip(experiment.treatment_names, experiment.treatments):
+        spec = treatment.recommender.model_dump(exclude_none=True, exclude_defaults=True) if treatment.recommender else None
+        row: dict[str, Any] = {"treatment": name, "recommender": spec, "users": result.users.get(name, 0),
+                               metric: means.get(name)}
+        for label, analysis in {"vs_control": result, **{f"vs_{other}": found for other, found in others.items()}}.items():
+            match = next((item for item in analysis.comparisons if item.metric == metric and item.treatment == name), None)
+            if match is not None:
+                row[label] = _comparison(match)
+        treatments.append(row)
+    return {"day": day, "experiment": experiment.name, "metric": metric, "srm_p_value": result.srm_p_value,
+            "cuped": any(item.cuped for item in result.comparisons), "treatments": treatments}
 
 
 @click.command()
@@ -156,13 +212,15 @@ class DailyLoop:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="HTML report across days [default: DIR/report.html].")
-def loop(days, experiment_file, run_dir, world_dir, day1_episodes, episodes, seed, report) -> None:
+@click.option("--compare", multiple=True, metavar="TREATMENT",
+              help="Also compare every treatment against this one (e.g. T1) in summary.json; repeatable.")
+def loop(days, experiment_file, run_dir, world_dir, day1_episodes, episodes, seed, report, compare) -> None:
     """Simulate a day, train on all logs so far, reload, run the experiment, analyse — DAYS times."""
     from botify.analysis.report import write_report
 
     plan = LoopPlan.load(read_mapping(experiment_file), str(experiment_file))
     if world_dir is not None and not world_exists(world_dir):
         raise BotifyError(f"{world_dir}: no world there (botify world generate --out {world_dir})")
-    sections = DailyLoop(run_dir, plan, seed, world_dir).run(days, day1_episodes, episodes)
+    sections = DailyLoop(run_dir, plan, seed, world_dir, compare).run(days, day1_episodes, episodes)
     written = write_report(report or run_dir / "report.html", sections, f"botify loop: {experiment_file.name}")
-    console.print(f"\nreport: [bold]{written}[/]")
+    console.print(f"\nreport: [bold]{written}[/]; figures: [bold]{run_dir / 'summary.json'}[/]")

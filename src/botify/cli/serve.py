@@ -12,6 +12,8 @@ from botify.config import validate_config
 from botify.errors import BotifyError
 from botify.service.settings import REDIS_ENV, SETTINGS_ENV, ServiceSettings
 
+_DEFAULTS = ServiceSettings.model_fields
+
 
 @click.command()
 @click.option("--catalog", type=click.Path(path_type=Path), default=Path("data/world/tracks.json"), show_default=True,
@@ -28,10 +30,16 @@ from botify.service.settings import REDIS_ENV, SETTINGS_ENV, ServiceSettings
               help="Directory with the artifact files the experiments name.")
 @click.option("--redis", "redis_url", envvar=REDIS_ENV, show_envvar=True,
               help="Redis URL, e.g. redis://localhost:6379/0; the embedded store if absent.")
-@click.option("--history-length", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Listens kept per user.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the recommenders' randomness.")
-def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, history_length, seed) -> None:
+@click.option("--history-length", type=click.IntRange(min=1), default=_DEFAULTS["history_length"].default,
+              show_default=True, help=_DEFAULTS["history_length"].description)
+@click.option("--session-length", type=click.IntRange(min=1), default=_DEFAULTS["session_length"].default,
+              show_default=True, help=_DEFAULTS["session_length"].description)
+@click.option("--session-ttl", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS["session_ttl"].default,
+              show_default=True, help=_DEFAULTS["session_ttl"].description)
+@click.option("--seed", type=int, default=_DEFAULTS["seed"].default, show_default=True,
+              help="Seed of the recommenders' randomness.")
+def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, history_length, session_length,
+          session_ttl, seed) -> None:
     """Serve the course's API: GET /, GET /track/<id>, POST /next/<user>, POST /last/<user>."""
     import uvicorn
 
@@ -40,7 +48,8 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
     settings = validate_config(ServiceSettings, {
         "catalog": catalog, "host": host, "port": port, "log_dir": log_dir, "workers": workers,
         "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None,
-        "history_length": history_length, "seed": seed,
+        "history_length": history_length, "session_length": session_length, "session_ttl": session_ttl,
+        "seed": seed,
     })
     if workers > 1 and not settings.redis:
         raise BotifyError(

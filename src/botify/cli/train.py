@@ -1,4 +1,9 @@
-"""`botify train MODEL`: offline pipelines from the service's logs to artifacts it serves."""
+"""`botify train MODEL`: offline pipelines from the service's logs to artifacts it serves.
+
+The models and their help come from the registry (`botify.train.base`): each model's
+docstring and typed parameters; there is no second list here. `botify train module:Class`
+trains a user's own `botify.train.Model` subclass the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,12 @@ import click
 
 from botify.errors import BotifyError
 
-MODEL_HELP = {
-    "toppop": "Tracks by total time played (a JSON list for `top_pop`).",
-    "user-based": "User-based CF: cosine similarity of users over mean-centred time played (for `indexed`).",
-    "mf": "Matrix factorisation with implicit (ALS or BPR), tuned with Optuna (for `indexed`).",
-    "contextual": "PyTorch: time played given the session's first track; per-track lists (for `contextual`).",
-    "contextual-user": "PyTorch: the contextual model plus a user embedding; per-user lists (for `indexed`).",
-    "dssm": "PyTorch two-tower network on catalog metadata and listen history, triplet loss (for `indexed`).",
-    "lightgcn": "PyTorch graph collaborative filtering with the BPR loss (for `indexed`).",
-    "diverse": "Another model's lists re-ranked: at most 5 tracks per artist in the first 20.",
-}
-
 
 def _parse_params(pairs: tuple[str, ...]) -> dict:
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise BotifyError(f"--param {pair!r}: expected key=value")
         try:
             params[key.replace("-", "_")] = json.loads(value)
@@ -34,32 +28,61 @@ def _parse_params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-@click.group()
-def train() -> None:
-    """Learn recommenders from the catalog and the service's logs (never the hidden world)."""
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def _command(name: str) -> click.Command:
-    @click.command(name=name, help=MODEL_HELP[name])
+def _help(model_class) -> str:
+    lines = [model_class.summary(), "", "\b", "Parameters (--param name=value):"]
+    for param in model_class.params():
+        lines.append(f"  {param.name} ({_type_name(param.annotation)}, default {param.default!r}): {param.help}")
+    return "\n".join(lines)
+
+
+def _command(name: str, model_class=None) -> click.Command:
     @click.option("--logs", multiple=True, required=True, help="Log files, directories or globs; repeatable.")
-    @click.option("--catalog", type=click.Path(path_type=Path), required=True, help="The world's tracks.json.")
+    @click.option("--catalog", type=click.Path(path_type=Path), required=True,
+                  help="The world's tracks.json (or its directory).")
     @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-                  help="Artifact directory: the course-format artifact and manifest.json go there.")
+                  help="Artifact directory: the course-format artifacts and manifest.json go there.")
     @click.option("--param", "params", multiple=True, help="Model parameter as key=value (JSON values); repeatable.")
-    @click.option("--test-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-                  show_default=True, help="Latest sessions held out for the manifest's offline metrics.")
+    @click.option("--test-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                  help="Also fit a twin on the earlier sessions and record its offline metrics on this latest "
+                       "share in the manifest (the served artifact is always fitted on all the logs).")
     @click.option("--projector", is_flag=True,
                   help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
     def command(logs, catalog, out, params, test_share, projector) -> None:
-        from botify.train.registry import train_model
+        from botify.train.pipeline import train_model
 
         model, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
                                      projector=projector)
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
-        click.echo(f"{name}: {len(model.lists()):,} list(s) written to {out} ({shown})")
+        files = ", ".join(model.artifacts())
+        click.echo(f"{name}: {files} written to {out} ({shown})")
 
-    return command
+    return click.command(name=name, help=_help(model_class) if model_class else None)(command)
 
 
-for _name in MODEL_HELP:
-    train.add_command(_command(_name))
+class ModelGroup(click.Group):
+    """Subcommands from the model registry, loaded only when `botify train` is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from botify.train.base import load_models
+
+        return sorted(load_models())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from botify.train.base import load_models, model_class
+
+        if name in load_models() or ":" in name:
+            return _command(name, model_class(name))
+        return None
+
+
+@click.group(cls=ModelGroup)
+def train() -> None:
+    """Learn recommenders from the catalog and the service's logs (never the hidden world).
+
+    MODEL is a registered model (below) or module:Class, a botify.train.Model subclass of
+    your own (the current directory is importable).
+    """

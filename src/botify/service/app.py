@@ -22,14 +22,14 @@ from pydantic import ValidationError
 
 from botify import __version__
 from botify.errors import BotifyError
-from botify.service.artifacts import Artifact, read_artifacts
+from botify.artifacts import Artifact, read_artifacts
 from botify.service.eventlog import SCHEMA_VERSION, EventLog
 from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, ListenBody, describe, openapi_document
 from botify.service.recommenders import Chain, Query, Resources, check_spec
 from botify.service.settings import ServiceSettings
-from botify.service.stores import Store, StoreUnavailable, data_version, open_store
-from botify.world.model import TRACKS_FILE, Catalog
+from botify.service.stores import Listen, Store, StoreUnavailable, data_version, open_store
+from botify.world.model import Catalog, catalog_path
 
 logger = logging.getLogger("botify.service")
 
@@ -55,7 +55,7 @@ class ServiceData:
     @classmethod
     def read(cls, settings: ServiceSettings) -> ServiceData:
         """Read and cross-check everything; a problem is a BotifyError naming the file."""
-        path = settings.catalog / TRACKS_FILE if settings.catalog.is_dir() else settings.catalog
+        path = catalog_path(settings.catalog)
         catalog = Catalog.load(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         experiments = ExperimentsConfig.load(settings.experiments)
@@ -83,6 +83,7 @@ class Service:
         self.data = data
         self.catalog = data.catalog
         self.n_tracks = data.catalog.size
+        self.artist_codes = data.catalog.artist_codes
         self.version = data_version(data.catalog_digest, data.artifacts)
         resources = Resources(data.catalog, self.store, self.rng)
         self.default_chain = Chain(data.experiments.default, resources)
@@ -135,9 +136,10 @@ class Service:
         return f"{self.worker}-{self._requests}"
 
     async def next(self, user: int, listen: ListenBody, started: float) -> bytes:
-        history = await self.store.listen(user, listen.track, listen.time)
+        played = Listen(listen.track, listen.time, int(self.artist_codes[listen.track]))
+        session, history = await self.store.listen(user, played)
         experiments, chain = self._route(user)
-        answer = await chain.recommend(Query(user, listen.track, listen.time, history))
+        answer = await chain.recommend(Query(user, listen.track, listen.time, session, history))
         self.log.append({
             "message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
             "time": listen.time, "latency": time.perf_counter() - started, "recommendation": answer.track,
@@ -147,7 +149,7 @@ class Service:
         return orjson.dumps({"user": user, "track": answer.track})
 
     async def last(self, user: int, listen: ListenBody, started: float) -> bytes:
-        await self.store.listen(user, listen.track, listen.time)
+        await self.store.listen(user, Listen(listen.track, listen.time, int(self.artist_codes[listen.track])), close=True)
         experiments, _ = self._route(user)
         self.log.append({
             "message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
@@ -197,7 +199,9 @@ class BotifyApp:
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
-        store = open_store(self.settings.redis, self.settings.history_length, self.settings.redis_timeout)
+        settings = self.settings
+        store = open_store(settings.redis, settings.history_length, settings.redis_timeout, settings.session_length,
+                           settings.session_ttl)
         try:
             await store.load(data.catalog, data.catalog_digest, data.artifacts)
         except StoreUnavailable as error:

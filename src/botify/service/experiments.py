@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mmh3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,17 +24,38 @@ TREATMENT_NAMES = ("C", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9")
 
 
 class RecommenderSpec(BaseModel):
-    """A recommender by kind, its parameters, and what answers when it cannot."""
+    """A recommender by kind, its parameters, how it serves, and what answers when it cannot.
+
+    Serving has three steps every recommender shares: drop what the listener has heard
+    (`heard`), re-rank for artist fatigue within the session (`artist_discount`,
+    `artist_cap`), then choose (`pick`: the best, uniformly among the first `k`, or by a
+    softmax over scores with `temperature`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     artifact: str | None = Field(None, description="file in the artifacts directory")
-    k: int | None = Field(None, ge=1, description="top-k for top_pop")
-    min_time: float | None = Field(None, ge=0, le=1, description="i2i: least time for an anchor")
-    anchors: int | None = Field(None, ge=1, description="i2i: recent listens used as anchors")
-    ranked: bool = Field(False, description="take the best unheard track instead of a random one")
+    k: int | None = Field(None, ge=1, description="consider only the first k unheard candidates")
+    pick: Literal["uniform", "ranked", "softmax"] | None = Field(
+        None, description="uniform among the candidates (the default), the best one, or a softmax over scores")
+    ranked: bool = Field(False, description="shorthand for pick = 'ranked'")
+    temperature: float = Field(0.1, gt=0, description="softmax temperature over the candidates' scores")
+    heard: Literal["session", "history", "none"] = Field(
+        "session", description="tracks never recommended again: this session's, the long history's, or none")
+    artist_discount: float | None = Field(
+        None, gt=0, le=1, description="re-rank: score × discount ** (plays of the track's artist in this session)")
+    artist_cap: int | None = Field(None, ge=1, description="re-rank: skip artists played this often in this session")
+    anchor: Literal["first", "last", "mix"] = Field(
+        "first", description="i2i: the session's first track, its last one played past min_time, or a mix")
+    min_time: float | None = Field(None, ge=0, le=1, description="i2i/last_liked: least time for an anchor")
+    anchors: int | None = Field(None, ge=1, description="i2i mix: recent session plays used as anchors")
+    params: dict[str, Any] = Field({}, description="a plugin recommender's own parameters")
     fallback: RecommenderSpec | None = None
+
+    @property
+    def policy(self) -> str:
+        return self.pick or ("ranked" if self.ranked else "uniform")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,11 @@
 """Recommenders the service runs: one interface, composable with fallbacks.
 
-A recommender gets a `Query` (user, the track just played and its time, the user's recent
-history) and returns a track id, or None when it has nothing to say (an unknown track, a
-user without a precomputed list, everything already heard). Its `Chain` then asks the
+A recommender gets a `Query` (user, the track just played and its time, the open session and
+the long history) and returns a track id, or None when it has nothing to say (an unknown
+track, a user without a precomputed list, everything already heard). Most recommenders only
+propose ranked candidates; one shared serving step (`Recommender.choose`) removes heard tracks,
+re-ranks for artist fatigue within the session and picks (best, uniform, softmax), as each
+treatment's config says. Its `Chain` then asks the
 fallback; `Random` always answers last. A recommender that raises is treated as having no
 answer (and logged), so it never crashes a request; the recommender that finally answered
 is written to the event log.
@@ -10,16 +13,17 @@ is written to the event log.
 
 from __future__ import annotations
 
-import importlib
 import logging
+import math
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from botify.errors import BotifyError
-from botify.service.artifacts import Artifact
+from botify.artifacts import Artifact
 from botify.service.experiments import RecommenderSpec
+from botify.plugins import load_object
 from botify.service.stores import Listen, Store, StoreUnavailable
 from botify.world.model import Catalog
 
@@ -28,15 +32,36 @@ logger = logging.getLogger("botify.service")
 
 @dataclass(slots=True)
 class Query:
-    """What a recommender sees: who asks, what they just heard, and their recent listens."""
+    """What a recommender sees: who asks, what they just played and for how long, the open
+    session (oldest first: `session[0]` is the session's first track, `session[-1]` the track
+    just played) and the user's long history across sessions (newest first)."""
 
     user: int
     track: int
     time: float
-    history: list[Listen]
+    session: list[Listen]
+    history: list[Listen] = field(default_factory=list)
 
-    def heard(self) -> set[int]:
-        return {listen.track for listen in self.history}
+    @property
+    def first(self) -> int:
+        """The session's first track (the listener's choice, the best clue to this session's taste)."""
+        return self.session[0].track if self.session else self.track
+
+    def heard(self, scope: str = "session") -> set[int]:
+        """Tracks not to recommend again: this session's ("session"), the long history's
+        ("history"), or none ("none")."""
+        if scope == "session":
+            return {listen.track for listen in self.session}
+        if scope == "history":
+            return {listen.track for listen in self.history} | {listen.track for listen in self.session}
+        return set()
+
+    def artist_plays(self) -> dict[int, int]:
+        """Plays of each artist (catalog artist code) in this session so far."""
+        plays: dict[int, int] = {}
+        for listen in self.session:
+            plays[listen.artist] = plays.get(listen.artist, 0) + 1
+        return plays
 
 
 @dataclass(frozen=True)
@@ -49,7 +74,12 @@ class Resources:
 
 
 class Recommender(ABC):
-    """Picks the next track; `spec` carries its parameters, `artifact_kind` what it reads."""
+    """Picks the next track; `spec` carries its parameters, `artifact_kind` what it reads.
+
+    Most recommenders only propose candidates (`candidates`: tracks best first, with scores
+    if they have them) and leave serving to the shared step in `choose`: drop heard tracks,
+    re-rank for artist fatigue, pick. A recommender may instead override `recommend`.
+    """
 
     artifact_kind: str | None = None
 
@@ -58,23 +88,55 @@ class Recommender(ABC):
         self.resources = resources
         self.store = resources.store
         self.rng = resources.rng
+        self.artist_of = resources.catalog.artist_codes
 
     @property
     def name(self) -> str:
         return self.spec.kind if self.spec.artifact is None else f"{self.spec.kind}({self.spec.artifact})"
 
-    @abstractmethod
+    async def candidates(self, query: Query) -> tuple[list[int], list[float] | None] | None:
+        """Candidate tracks, best first, and their scores if any; None when there are none."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither candidates nor recommend")
+
     async def recommend(self, query: Query) -> int | None:
         """A track id, or None to let the fallback answer."""
+        found = await self.candidates(query)
+        return None if found is None else self.choose(query, *found)
 
-    def _pick(self, candidates: list[int] | None, heard: set[int]) -> int | None:
-        """A random unheard candidate (or the first one when `ranked`)."""
-        if not candidates:
-            return None
-        fresh = [track for track in candidates if track not in heard]
+    def choose(self, query: Query, tracks: list[int], scores: list[float] | None = None) -> int | None:
+        """The serving step: unheard candidates (the first `k`), re-ranked by artist fatigue in
+        this session, then the best one, a uniform draw, or a softmax draw over scores."""
+        spec = self.spec
+        heard = query.heard(spec.heard)
+        fresh = [i for i, track in enumerate(tracks) if track not in heard]
+        if spec.k is not None:
+            fresh = fresh[: spec.k]
         if not fresh:
             return None
-        return fresh[0] if self.spec.ranked else fresh[self.rng.randrange(len(fresh))]
+        values = [scores[i] for i in fresh] if scores is not None else [1.0] * len(fresh)
+        if spec.artist_discount is not None or spec.artist_cap is not None:
+            plays = query.artist_plays()
+            kept, kept_values = [], []
+            for i, value in zip(fresh, values):
+                count = plays.get(int(self.artist_of[tracks[i]]), 0)
+                if spec.artist_cap is not None and count >= spec.artist_cap:
+                    continue
+                if spec.artist_discount is not None and count:
+                    value = value * spec.artist_discount**count
+                kept.append(i)
+                kept_values.append(value)
+            if not kept:
+                return None
+            fresh, values = kept, kept_values
+        policy = spec.policy
+        if policy == "ranked":
+            best = max(range(len(fresh)), key=values.__getitem__)  # the first of equals: list order
+            return tracks[fresh[best]]
+        if policy == "softmax":
+            top = max(values)
+            weights = [math.exp((value - top) / spec.temperature) for value in values]
+            return tracks[fresh[self.rng.choices(range(len(fresh)), weights=weights)[0]]]
+        return tracks[fresh[self.rng.randrange(len(fresh))]]
 
 
 class Random(Recommender):
@@ -85,21 +147,21 @@ class Random(Recommender):
 
 
 class TopPop(Recommender):
-    """A random unheard track among the k most popular (a JSON list artifact)."""
+    """Among the k (default 100) most popular tracks (a JSON list artifact)."""
 
     artifact_kind = "top"
 
-    async def recommend(self, query: Query) -> int | None:
-        (top,) = await self.store.recommendations(self.spec.artifact, [0])
-        return self._pick(top[: self.spec.k or 100] if top else None, query.heard())
+    async def candidates(self, query: Query):
+        (top,) = await self.store.ranked(self.spec.artifact, [0])
+        return None if not top else (top.tracks[: self.spec.k or 100], None)
 
 
 class StickyArtist(Recommender):
-    """Another unheard track by the artist of the track just played."""
+    """Another track by the artist of the track just played."""
 
-    async def recommend(self, query: Query) -> int | None:
+    async def candidates(self, query: Query):
         artist = self.resources.catalog.records[query.track]["artist"]
-        return self._pick(await self.store.artist_tracks(artist), query.heard())
+        return await self.store.artist_tracks(artist), None
 
 
 class Indexed(Recommender):
@@ -107,49 +169,57 @@ class Indexed(Recommender):
 
     artifact_kind = "user"
 
-    async def recommend(self, query: Query) -> int | None:
-        (tracks,) = await self.store.recommendations(self.spec.artifact, [query.user])
-        return self._pick(tracks, query.heard())
+    async def candidates(self, query: Query):
+        (found,) = await self.store.ranked(self.spec.artifact, [query.user])
+        return found
 
 
 class Contextual(Recommender):
-    """From the precomputed neighbours of the track just played (`{"track", "recommendations"}`)."""
+    """From the precomputed list of the track just played (`{"track", "recommendations"}`)."""
 
     artifact_kind = "track"
 
-    async def recommend(self, query: Query) -> int | None:
-        (tracks,) = await self.store.recommendations(self.spec.artifact, [query.track])
-        return self._pick(tracks, query.heard())
+    async def candidates(self, query: Query):
+        (found,) = await self.store.ranked(self.spec.artifact, [query.track])
+        return found
 
 
 class I2I(Recommender):
-    """Item-to-item from the user's recent listens (`{"item_id", "recommendations"}` lines).
+    """Item-to-item lists (`{"track"|"item_id", "recommendations", "scores"}` lines) anchored on
+    the session: its first track (`anchor = "first"`), its latest track played at least
+    `min_time` (`"last"`, the first track if none), or a mix of its latest `anchors` (default 5)
+    plays of at least `min_time` weighted by time played (`"mix"`). A candidate's score is the
+    anchors' weighted mean of its scores (1 / (1 + rank) where a list has none)."""
 
-    Anchors are the last `anchors` listens played at least `min_time`; a candidate scores the
-    sum over anchors of time played / (1 + its rank in the anchor's list). Heard tracks are
-    skipped; the best candidate wins (`ranked`) or one is drawn in proportion to its score.
-    """
+    artifact_kind = "track"
 
-    artifact_kind = "item"
-
-    async def recommend(self, query: Query) -> int | None:
+    def _anchors(self, query: Query) -> list[tuple[int, float]]:
         min_time = 0.5 if self.spec.min_time is None else self.spec.min_time
-        anchors = [listen for listen in query.history[: self.spec.anchors or 10] if listen.time >= min_time]
-        if not anchors:
-            return None
-        lists = await self.store.recommendations(self.spec.artifact, [anchor.track for anchor in anchors])
-        heard = query.heard()
+        if self.spec.anchor == "first":
+            return [(query.first, 1.0)]
+        liked = [listen for listen in reversed(query.session) if listen.time >= min_time]
+        if self.spec.anchor == "last":
+            return [(liked[0].track if liked else query.first, 1.0)]
+        chosen = liked[: self.spec.anchors or 5]
+        return [(listen.track, listen.time) for listen in chosen] or [(query.first, 1.0)]
+
+    async def candidates(self, query: Query):
+        anchors = self._anchors(query)
+        lists = await self.store.ranked(self.spec.artifact, [track for track, _ in anchors])
+        if len(anchors) == 1:
+            return lists[0]
         scores: dict[int, float] = {}
-        for anchor, tracks in zip(anchors, lists):
-            for rank, track in enumerate(tracks or ()):
-                if track not in heard:
-                    scores[track] = scores.get(track, 0.0) + anchor.time / (1 + rank)
+        total = sum(weight for _, weight in anchors)
+        for (_, weight), found in zip(anchors, lists):
+            if found is None:
+                continue
+            values = found.scores or [1.0 / (1 + rank) for rank in range(len(found.tracks))]
+            for track, value in zip(found.tracks, values):
+                scores[track] = scores.get(track, 0.0) + weight * value / total
         if not scores:
             return None
-        if self.spec.ranked:
-            return max(scores, key=scores.__getitem__)
-        candidates = list(scores)
-        return self.rng.choices(candidates, weights=[scores[track] for track in candidates])[0]
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        return ranked, [scores[track] for track in ranked]
 
 
 class LastLiked(Recommender):
@@ -164,17 +234,18 @@ class LastLiked(Recommender):
         threshold = 0.5 if self.spec.min_time is None else self.spec.min_time
         if query.time >= threshold:
             await self.store.like(query.user, query.track)
-        anchor = next((listen.track for listen in query.history if listen.time >= threshold), None)
+        anchor = next((listen.track for listen in reversed(query.session) if listen.time >= threshold), None)
+        if anchor is None:
+            anchor = next((listen.track for listen in query.history if listen.time >= threshold), None)
         if anchor is None:
             return None
-        heard = query.heard()
-        (neighbours,) = await self.store.recommendations(self.spec.artifact, [anchor])
-        track = self._pick(neighbours, heard)
+        (neighbours,) = await self.store.ranked(self.spec.artifact, [anchor])
+        track = None if neighbours is None else self.choose(query, *neighbours)
         if track is not None:
             return track
         for other in await self.store.random_likers(anchor, 5, self.rng):
             if other != query.user:
-                track = self._pick(await self.store.liked_tracks(other), heard)
+                track = self.choose(query, await self.store.liked_tracks(other))
                 if track is not None:
                     return track
         return None
@@ -195,11 +266,7 @@ def _recommender_class(kind: str) -> type[Recommender]:
     if kind in BUILTIN:
         return BUILTIN[kind]
     if ":" in kind:
-        module_name, _, attribute = kind.partition(":")
-        try:
-            found = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise BotifyError(f"cannot load recommender {kind!r}: {error}") from error
+        found = load_object(kind, "recommender")
         if isinstance(found, type) and issubclass(found, Recommender):
             return found
         raise BotifyError(f"{kind} is not a botify.service.Recommender subclass")

@@ -1,41 +1,120 @@
-"""One estimator-like interface for every training pipeline: `fit`, `lists`, `save`.
+"""One estimator shape for every training pipeline, and the registry that finds them.
 
-A model learns from `Interactions` (the service's logs) and the public catalog, then gives
-ranked track lists keyed the way its artifact is: by user (`user`), by previous track
-(`track`), or one list for everybody (`top`). `save` writes the artifact in the course's
-format beside a manifest (model, parameters, data window, offline metrics, created at).
+A model is a dataclass of explicit, typed parameters (scikit-learn style: the constructor
+takes them all, `get_params` gives them back), documented in a numpydoc `Parameters`
+section of its docstring, which `botify train MODEL --help` shows. It learns from
+`Interactions` (the service's logs) and the public catalog in `fit`, then `artifacts()`
+gives what it serves: ranked lists keyed by user (`user`), by previous track (`track`, with
+scores), or one list for everybody (`top`).
+
+Defining a subclass with a `name` registers it (RecBole style: no second list anywhere);
+`load_models()` imports every module of this package so that all built-in models register.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import re
+import typing
 from abc import ABC, abstractmethod
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
-import orjson
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
+from botify.artifacts import DEFAULT_FILES, write_artifact, write_manifest
+from botify.errors import BotifyError
 from botify.train.dataset import Interactions
 from botify.world.model import Catalog
 
-ARTIFACT_FILES = {"user": "recommendations.jsonl", "track": "recommendations.jsonl", "top": "top_tracks.json"}
-MANIFEST_FILE = "manifest.json"
+REGISTRY: dict[str, type[Model]] = {}
 
 
+class Lists(NamedTuple):
+    """One artifact a model serves: its kind, ranked tracks per key, optional scores per key."""
+
+    kind: str
+    lists: dict[int, list[int]]
+    scores: dict[int, list[float]] | None = None
+
+
+class Param(NamedTuple):
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+
+
+def _docstring_params(doc: str) -> dict[str, str]:
+    """`name : type` entries of a numpydoc Parameters section and their (joined) text."""
+    found: dict[str, str] = {}
+    section = re.split(r"\n\s*Parameters\s*\n\s*-{3,}\s*\n", doc or "", maxsplit=1)
+    if len(section) < 2:
+        return found
+    body = re.split(r"\n\s*\w[\w ]*\n\s*-{3,}", section[1], maxsplit=1)[0]
+    current = None
+    for line in body.splitlines():
+        entry = re.match(r"^(\w+)\s*:", line)
+        if entry:
+            current = entry.group(1)
+            found[current] = ""
+        elif current and line.strip():
+            found[current] = (found[current] + " " + line.strip()).strip()
+    return found
+
+
+@dataclasses.dataclass(kw_only=True)
 class Model(ABC):
-    """A training pipeline; parameters are keyword arguments with defaults in `defaults`."""
+    """A training pipeline (see the module docstring)."""
 
     name: ClassVar[str]
     artifact_kind: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"{self.name} has no parameter(s) {', '.join(sorted(unknown))}; "
-                             f"it takes {', '.join(sorted(self.defaults)) or 'none'}")
-        self.params = {**self.defaults, **params}
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def summary(cls) -> str:
+        return (inspect.getdoc(cls) or cls.name).split("\n\n")[0].replace("\n", " ")
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        """The model's parameters: name, type, default and the docstring's help."""
+        helps = _docstring_params(inspect.getdoc(cls) or "")
+        hints = typing.get_type_hints(cls)
+        result = []
+        for item in dataclasses.fields(cls):
+            if not item.init or item.name.startswith("_"):
+                continue
+            default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+            result.append(Param(item.name, hints[item.name], default, helps.get(item.name, "")))
+        return result
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None = None) -> Model:
+        """Build the model from raw values (CLI strings, config values), checked against each
+        parameter's type; a problem is one BotifyError naming the parameter."""
+        known = {param.name: param for param in cls.params()}
+        values = {}
+        for key, value in (params or {}).items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise BotifyError(f"{cls.name} has no parameter {key!r}; it takes {', '.join(known) or 'none'}")
+            try:
+                values[key] = TypeAdapter(known[key].annotation).validate_python(value)
+            except ValidationError as error:
+                problem = error.errors()[0]["msg"].lower()
+                raise BotifyError(f"{cls.name}: parameter {key}={value!r}: {problem}") from None
+        return cls(**values)
+
+    def get_params(self) -> dict[str, Any]:
+        return {param.name: getattr(self, param.name) for param in self.params()}
 
     @abstractmethod
     def fit(self, train: Interactions, catalog: Catalog) -> Model:
@@ -43,29 +122,74 @@ class Model(ABC):
 
     @abstractmethod
     def lists(self) -> dict[int, list[int]]:
-        """Ranked track ids per key (user, previous track, or 0 for a top list)."""
+        """Ranked track ids per key of `artifact_kind` (user, previous track, or 0)."""
 
-    def save(self, out: Path, window: dict, metrics: dict[str, float]) -> Path:
-        """Write the artifact and its manifest into directory `out`; the artifact's path."""
+    def artifacts(self) -> dict[str, Lists]:
+        """Every artifact the fitted model serves, by file name, the main one first. A model
+        that learned item vectors (`item_vectors`, row i is track i) adds item-to-item lists:
+        each track's nearest tracks by cosine similarity, with the similarities as scores."""
+        found = {DEFAULT_FILES[self.artifact_kind]: Lists(self.artifact_kind, self.lists())}
+        vectors = getattr(self, "item_vectors", None)
+        if vectors is not None and self.artifact_kind != "track":
+            found[DEFAULT_FILES["track"]] = item_neighbours(vectors, getattr(self, "size", 100))
+        return found
+
+    def save(self, out: Path, manifest: dict) -> list[Path]:
+        """Write every artifact and a manifest (model, parameters, + `manifest`) into `out`."""
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / ARTIFACT_FILES[self.artifact_kind]
-        lists = self.lists()
-        if self.artifact_kind == "top":
-            path.write_bytes(orjson.dumps(lists[0]))
-        else:
-            key, field = ("user", "tracks") if self.artifact_kind == "user" else ("track", "recommendations")
-            with path.open("wb") as handle:
-                for item, tracks in sorted(lists.items()):
-                    handle.write(orjson.dumps({key: int(item), field: [int(t) for t in tracks]}) + b"\n")
-        manifest = {
+        written = [write_artifact(out / file, item.kind, item.lists, item.scores)
+                   for file, item in self.artifacts().items()]
+        write_manifest(out, {
             "model": self.name,
-            "parameters": self.params,
-            "artifact": path.name,
+            "parameters": self.get_params(),
+            "artifact": written[0].name,
             "artifact_kind": self.artifact_kind,
-            "data": window,
-            "offline_metrics": metrics,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        return path
+            "artifacts": {path.name: kind for path, kind in zip(written, (i.kind for i in self.artifacts().values()))},
+            **manifest,
+        })
+        return written
+
+
+def item_neighbours(vectors: np.ndarray, size: int, normalise: bool = True) -> Lists:
+    """Item-to-item lists from item vectors: each track's `size` nearest other tracks by
+    cosine similarity (inner product without `normalise`), with the similarities as scores."""
+    from botify.train.neural import top_k_scored
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if normalise:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    ids, scores = top_k_scored(vectors, vectors, size + 1)
+    lists, score_lists = {}, {}
+    for track, (row, values) in enumerate(zip(ids, scores)):
+        keep = (row >= 0) & (row != track)
+        lists[track] = row[keep][:size].tolist()
+        score_lists[track] = values[keep][:size].tolist()
+    return Lists("track", lists, score_lists)
+
+
+def load_models() -> dict[str, type[Model]]:
+    """Import every module of `botify.train` so its models register; the registry."""
+    import botify.train as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+    return REGISTRY
+
+
+def model_class(name: str) -> type[Model]:
+    """A registered model by name, or a user's `module:Class` implementing `Model`."""
+    if ":" in name:
+        from botify.plugins import load_object
+
+        found = load_object(name, "model")
+        if not (isinstance(found, type) and issubclass(found, Model)):
+            raise BotifyError(f"{name} is not a botify.train.Model subclass")
+        return found
+    models = load_models()
+    if name not in models:
+        raise BotifyError(f"unknown model {name!r}: use one of {', '.join(sorted(models))} or module:Class")
+    return models[name]
+
+
+def make_model(name: str, params: dict[str, Any] | None = None) -> Model:
+    return model_class(name).from_params(params)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from botify.train.base import Model
+from dataclasses import dataclass, field
+
+from botify.train.base import Model, make_model
 from botify.train.dataset import Interactions
 from botify.world.model import Catalog
 
@@ -23,22 +25,38 @@ def diversify(tracks: list[int], artist_of: list[str], head: int, per_artist: in
     return chosen + passed if len(chosen) == head else chosen
 
 
+@dataclass(kw_only=True)
 class Diverse(Model):
+    """Another model's lists re-ranked: at most `per_artist` tracks per artist in the first `head`.
+
+    Parameters
+    ----------
+    base : str
+        The model whose lists are re-ranked (per-user or per-track lists).
+    base_params : dict
+        That model's parameters.
+    head : int
+        Places at the top of each list where the cap holds.
+    per_artist : int
+        Most tracks of one artist among the first `head`.
+    """
+
     name = "diverse"
     artifact_kind = "user"
-    defaults = {"base": "user-based", "head": 20, "per_artist": 5, "base_params": {}}
+    base: str = "user-based"
+    base_params: dict = field(default_factory=dict)
+    head: int = 20
+    per_artist: int = 5
 
     def fit(self, train: Interactions, catalog: Catalog) -> Diverse:
-        from botify.train.registry import make_model
-
-        base = make_model(self.params["base"], **self.params["base_params"])
+        base = make_model(self.base, self.base_params)
         if base.artifact_kind == "top":
             raise ValueError("diverse re-ranks per-user or per-track lists, not a single top list")
         base.fit(train, catalog)
         self.artifact_kind = base.artifact_kind
         artist_of = [record["artist"] for record in catalog.records]
         self.recommendations = {
-            key: diversify(tracks, artist_of, self.params["head"], self.params["per_artist"])
+            key: diversify(tracks, artist_of, self.head, self.per_artist)
             for key, tracks in base.lists().items()
         }
         return self

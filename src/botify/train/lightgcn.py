@@ -7,6 +7,8 @@ the layers are averaged. Trained with the BPR loss on (user, liked track, random
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse
 
@@ -16,17 +18,50 @@ from botify.train.neural import batches, heard_by_user, require_torch, top_k
 from botify.world.model import Catalog
 
 
+@dataclass(kw_only=True)
 class LightGCN(Model):
+    """PyTorch graph collaborative filtering with the BPR loss (for `indexed`; its item
+    embeddings also give item-to-item lists for `i2i`).
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size.
+    layers : int
+        Rounds of neighbour averaging.
+    epochs : int
+        Passes over the liked plays.
+    lr : float
+        Adam's learning rate.
+    batch : int
+        Liked plays per step.
+    weight_decay : float
+        L2 penalty on the embeddings of each batch.
+    min_time : float
+        Least time played for a play to count as liked.
+    size : int
+        Length of each list.
+    seed : int
+        Seed of initialisation and sampling.
+    """
+
     name = "lightgcn"
     artifact_kind = "user"
-    defaults = {"dim": 32, "layers": 2, "epochs": 30, "lr": 0.01, "batch": 2048, "weight_decay": 1e-4,
-                "min_time": 0.5, "size": 100, "seed": 42}
+    dim: int = 32
+    layers: int = 2
+    epochs: int = 30
+    lr: float = 0.01
+    batch: int = 2048
+    weight_decay: float = 1e-4
+    min_time: float = 0.5
+    size: int = 100
+    seed: int = 42
 
     def fit(self, train: Interactions, catalog: Catalog) -> LightGCN:
         torch = require_torch()
-        torch.manual_seed(self.params["seed"])
-        rng = np.random.default_rng(self.params["seed"])
-        liked = train.take(train.time >= self.params["min_time"])
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        liked = train.take(train.time >= self.min_time)
         users, user_rows = np.unique(liked.user, return_inverse=True)
         n_users, n_items = len(users), catalog.size
         graph = sparse.csr_matrix((np.ones(liked.size, np.float32), (user_rows, liked.track)), shape=(n_users, n_items))
@@ -38,29 +73,29 @@ class LightGCN(Model):
         propagate = torch.sparse_coo_tensor(np.vstack([normalised.row, normalised.col]),
                                             normalised.data.astype(np.float32), normalised.shape,
                                             check_invariants=True).coalesce()
-        embedding = torch.nn.Embedding(n_users + n_items, self.params["dim"])
+        embedding = torch.nn.Embedding(n_users + n_items, self.dim)
         torch.nn.init.normal_(embedding.weight, std=0.1)
-        optimizer = torch.optim.Adam(embedding.parameters(), lr=self.params["lr"])
+        optimizer = torch.optim.Adam(embedding.parameters(), lr=self.lr)
 
         def smoothed():
             layer = embedding.weight
             total = layer
-            for _ in range(self.params["layers"]):
+            for _ in range(self.layers):
                 layer = torch.sparse.mm(propagate, layer)
                 total = total + layer
-            return total / (self.params["layers"] + 1)
+            return total / (self.layers + 1)
 
         pair_users = torch.as_tensor(user_rows)
         pair_items = torch.as_tensor(liked.track + n_users)
-        for _ in range(self.params["epochs"]):
-            for index in batches(liked.size, self.params["batch"], rng):
+        for _ in range(self.epochs):
+            for index in batches(liked.size, self.batch, rng):
                 index = torch.as_tensor(index)
                 final = smoothed()
                 negatives = torch.as_tensor(rng.integers(0, n_items, len(index)) + n_users)
                 u, p, q = pair_users[index], pair_items[index], negatives
                 difference = (final[u] * final[p]).sum(-1) - (final[u] * final[q]).sum(-1)
                 penalty = embedding.weight[u].pow(2).sum() + embedding.weight[p].pow(2).sum() + embedding.weight[q].pow(2).sum()
-                loss = -torch.nn.functional.logsigmoid(difference).mean() + self.params["weight_decay"] * penalty / len(index)
+                loss = -torch.nn.functional.logsigmoid(difference).mean() + self.weight_decay * penalty / len(index)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -68,7 +103,7 @@ class LightGCN(Model):
             final = smoothed().numpy()
         heard = heard_by_user(train)
         self.item_vectors = final[n_users:]
-        found = top_k(final[:n_users], final[n_users:], self.params["size"], [heard.get(u, set()) for u in users.tolist()])
+        found = top_k(final[:n_users], final[n_users:], self.size, [heard.get(u, set()) for u in users.tolist()])
         self.recommendations = dict(zip(users.tolist(), found))
         return self
 

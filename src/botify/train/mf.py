@@ -9,6 +9,9 @@ then refitted on the whole training part.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
 from botify.errors import BotifyError
@@ -19,14 +22,53 @@ from botify.train.matrix import user_track_matrix
 from botify.world.model import Catalog
 
 
+@dataclass(kw_only=True)
 class MatrixFactorization(Model):
+    """Matrix factorisation with implicit (ALS or BPR), tuned with Optuna (for `indexed`; its
+    item factors also give item-to-item lists for `i2i`).
+
+    Parameters
+    ----------
+    algorithm : str
+        "als" (time-weighted alternating least squares) or "bpr" (Bayesian personalised ranking).
+    trials : int
+        Optuna trials of the hyperparameter search.
+    k : int
+        Cut-off of the validation precision@k that the search maximises.
+    size : int
+        Length of each user's and each track's list.
+    max_rounds : int
+        Most training rounds per trial (early stopping may end sooner).
+    round_iterations : int | None
+        Iterations per round (default: 2 for ALS, 50 for BPR).
+    patience : int
+        Rounds without improvement before a trial stops.
+    seed : int
+        Seed of the search and of the factors.
+    factors : int | None
+        Fix the number of factors instead of searching it.
+    regularization : float | None
+        Fix the regularisation instead of searching it.
+    learning_rate : float | None
+        Fix BPR's learning rate instead of searching it.
+    min_time : float | None
+        Least time played for a play to count (default: 0 for ALS, 0.5 for BPR).
+    """
+
     name = "mf"
     artifact_kind = "user"
-    defaults = {
-        "algorithm": "als", "trials": 8, "k": 10, "size": 100, "max_rounds": 6, "round_iterations": None,
-        "patience": 2, "seed": 42, "factors": None, "regularization": None, "learning_rate": None,
-        "min_time": None,
-    }
+    algorithm: Literal["als", "bpr"] = "als"
+    trials: int = 8
+    k: int = 10
+    size: int = 100
+    max_rounds: int = 6
+    round_iterations: int | None = None
+    patience: int = 2
+    seed: int = 42
+    factors: int | None = None
+    regularization: float | None = None
+    learning_rate: float | None = None
+    min_time: float | None = None
 
     def _model(self, factors: int, regularization: float, learning_rate: float):
         from threadpoolctl import threadpool_limits
@@ -36,26 +78,27 @@ class MatrixFactorization(Model):
 
     def _new_model(self, factors: int, regularization: float, learning_rate: float):
         """ALS converges in a few sweeps per round; BPR's SGD needs many more epochs per round."""
-        if self.params["algorithm"] == "als":
+        if self.algorithm == "als":
             from implicit.cpu.als import AlternatingLeastSquares
 
             return AlternatingLeastSquares(factors=factors, regularization=regularization,
-                                           iterations=self.params["round_iterations"] or 5,
-                                           random_state=self.params["seed"], num_threads=1)
-        if self.params["algorithm"] == "bpr":
+                                           iterations=self.round_iterations or 5,
+                                           random_state=self.seed, num_threads=1)
+        if self.algorithm == "bpr":
             from implicit.cpu.bpr import BayesianPersonalizedRanking
 
             return BayesianPersonalizedRanking(factors=factors, regularization=regularization,
                                                learning_rate=learning_rate,
-                                               iterations=self.params["round_iterations"] or 50,
-                                               random_state=self.params["seed"], num_threads=1)
-        raise ValueError(f"mf algorithm must be 'als' or 'bpr', got {self.params['algorithm']!r}")
+                                               iterations=self.round_iterations or 50,
+                                               random_state=self.seed, num_threads=1)
+        raise ValueError(f"mf algorithm must be 'als' or 'bpr', got {self.algorithm!r}")
 
     def _recommend(self, model, matrix, users: np.ndarray, rows: np.ndarray, size: int) -> dict[int, list[int]]:
         ids, _ = model.recommend(rows, matrix[rows], N=size, filter_already_liked_items=True)
         return {int(user): [int(t) for t in row if t >= 0] for user, row in zip(users, ids)}
 
-    def _train(self, matrix, users, settings: dict, validation: Interactions | None, n_tracks: int, report=None):
+    def _train(self, matrix, users, settings: dict, validation: Interactions | None, n_tracks: int, report=None,
+               rounds: int | None = None):
         """Train in rounds; with validation data, stop when precision@k stops improving."""
         model = self._model(**settings)
         best, best_round, rounds_done = -1.0, 0, 0
@@ -66,27 +109,27 @@ class MatrixFactorization(Model):
             val_rows = np.array([index[u] for u in val_users.tolist()])
         from threadpoolctl import threadpool_limits
 
-        for round_number in range(self.params["max_rounds"]):
+        for round_number in range(rounds or self.max_rounds):
             with threadpool_limits(1, "blas"):
                 model.fit(matrix, show_progress=False)
             rounds_done = round_number + 1
             if val_rows is None or not len(val_rows):
                 continue
-            lists = self._recommend(model, matrix, val_users, val_rows, self.params["k"])
-            score = evaluate_lists("user", lists, validation, n_tracks, self.params["k"])[f"precision@{self.params['k']}"]
+            lists = self._recommend(model, matrix, val_users, val_rows, self.k)
+            score = evaluate_lists("user", lists, validation, n_tracks, self.k)[f"precision@{self.k}"]
             if report is not None:
                 report(score, round_number)
             if score > best:
                 best, best_round = score, round_number
-            elif round_number - best_round >= self.params["patience"]:
+            elif round_number - best_round >= self.patience:
                 break
         return model, best, rounds_done
 
     def _positives(self, interactions: Interactions) -> Interactions:
         """BPR samples every stored pair as a positive, so it sees only tracks played at least
         `min_time` (default 0.5); ALS weighs every play by its time (default 0)."""
-        default = 0.5 if self.params["algorithm"] == "bpr" else 0.0
-        threshold = default if self.params["min_time"] is None else self.params["min_time"]
+        default = 0.5 if self.algorithm == "bpr" else 0.0
+        threshold = default if self.min_time is None else self.min_time
         return interactions.take(interactions.time >= threshold) if threshold > 0 else interactions
 
     def fit(self, train: Interactions, catalog: Catalog) -> MatrixFactorization:
@@ -98,8 +141,8 @@ class MatrixFactorization(Model):
 
         fitting, validation = train.split_by_time(0.2)
         matrix, users = user_track_matrix(self._positives(fitting), catalog.size)
-        fixed = {name: self.params[name] for name in ("factors", "regularization", "learning_rate")
-                 if self.params[name] is not None}
+        fixed = {name: getattr(self, name) for name in ("factors", "regularization", "learning_rate")
+                 if getattr(self, name) is not None}
 
         def objective(trial: optuna.Trial) -> float:
             settings = {
@@ -118,18 +161,19 @@ class MatrixFactorization(Model):
             return best
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.params["seed"]),
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
-        study.optimize(objective, n_trials=self.params["trials"])
+        study.optimize(objective, n_trials=self.trials)
         chosen = {"factors": 64, "regularization": 0.01, "learning_rate": 0.01, **fixed,
                   **{key: value for key, value in study.best_params.items()}}
         self.search = {"best_validation_precision": study.best_value, "chosen": chosen,
                        "rounds": study.best_trial.user_attrs.get("rounds"), "trials": len(study.trials)}
-        self.params = {**self.params, **chosen, "max_rounds": study.best_trial.user_attrs.get("rounds", 1)}
 
         full, full_users = user_track_matrix(self._positives(train), catalog.size)
-        model, _, _ = self._train(full, full_users, chosen, None, catalog.size)
-        self.recommendations = self._recommend(model, full, full_users, np.arange(len(full_users)), self.params["size"])
+        model, _, _ = self._train(full, full_users, chosen, None, catalog.size,
+                                  rounds=study.best_trial.user_attrs.get("rounds", 1))
+        self.item_vectors = np.asarray(model.item_factors, dtype=np.float32)
+        self.recommendations = self._recommend(model, full, full_users, np.arange(len(full_users)), self.size)
         return self
 
     def lists(self) -> dict[int, list[int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from botify.train.base import Model
@@ -16,13 +18,22 @@ def popularity(interactions: Interactions, n_tracks: int) -> np.ndarray:
     return order[played[order] > 0]
 
 
+@dataclass(kw_only=True)
 class TopPop(Model):
+    """Tracks by total time played (course week 2): one list for `top_pop`.
+
+    Parameters
+    ----------
+    size : int
+        How many of the most played tracks the list keeps.
+    """
+
     name = "toppop"
     artifact_kind = "top"
-    defaults = {"size": 1000}
+    size: int = 1000
 
     def fit(self, train: Interactions, catalog: Catalog) -> TopPop:
-        self.top = popularity(train, catalog.size)[: self.params["size"]].tolist()
+        self.top = popularity(train, catalog.size)[: self.size].tolist()
         return self
 
     def lists(self) -> dict[int, list[int]]:

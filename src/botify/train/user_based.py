@@ -7,6 +7,8 @@ Computed in blocks of users, so memory stays bounded by block × catalog.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse
 
@@ -16,10 +18,25 @@ from botify.train.matrix import top_k_unseen, user_track_matrix
 from botify.world.model import Catalog
 
 
+@dataclass(kw_only=True)
 class UserBased(Model):
+    """User-based CF: cosine similarity of users over mean-centred time played (for `indexed`).
+
+    Parameters
+    ----------
+    neighbours : int
+        Most similar users whose plays score a user's tracks.
+    size : int
+        Length of each user's list.
+    block : int
+        Users scored at once (memory is block × catalog floats).
+    """
+
     name = "user-based"
     artifact_kind = "user"
-    defaults = {"neighbours": 50, "size": 100, "block": 1024}
+    neighbours: int = 50
+    size: int = 100
+    block: int = 1024
 
     def fit(self, train: Interactions, catalog: Catalog) -> UserBased:
         played, users = user_track_matrix(train, catalog.size)
@@ -30,10 +47,10 @@ class UserBased(Model):
         norms = np.sqrt(np.asarray(centred.multiply(centred).sum(axis=1)).ravel())
         unit = sparse.diags(1.0 / np.maximum(norms, 1e-9)) @ centred
         unit = unit.tocsr().astype(np.float32)
-        n_users, neighbours = len(users), min(self.params["neighbours"], len(users) - 1)
+        n_users, neighbours = len(users), min(self.neighbours, len(users) - 1)
         self.recommendations: dict[int, list[int]] = {}
-        for start in range(0, n_users, self.params["block"]):
-            stop = min(n_users, start + self.params["block"])
+        for start in range(0, n_users, self.block):
+            stop = min(n_users, start + self.block)
             similarity = (unit[start:stop] @ unit.T).toarray()
             similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # not oneself
             if neighbours < 1:
@@ -47,7 +64,7 @@ class UserBased(Model):
             )
             scores = np.asarray((nearest @ centred).todense())
             scores[scores <= 0] = -np.inf  # only tracks neighbours liked more than usual
-            ranked = top_k_unseen(scores, played[start:stop], self.params["size"])
+            ranked = top_k_unseen(scores, played[start:stop], self.size)
             for row, user in enumerate(users[start:stop].tolist()):
                 tracks = ranked[row][ranked[row] >= 0].tolist()
                 if tracks:

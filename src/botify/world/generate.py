@@ -36,7 +36,7 @@ class WorldSpec(BaseModel):
     consume_bias_sd: float = Field(0.05, ge=0)
     consume_sharpness_mean: float = Field(6.0, gt=0)
     session_budget: int = Field(5, ge=1)
-    artist_discount_gamma: float = Field(0.8, ge=0, le=1)
+    artist_discount_gamma: float = Field(0.72, ge=0, le=1, description="share kept per earlier play of the artist in the session")
     interest_neighbours: int = Field(10, ge=1)
 
 

@@ -262,6 +262,12 @@ class World:
         _write_json_lines(directory / USERS_FILE, self.users.to_records())
 
 
+def catalog_path(path: Path) -> Path:
+    """`tracks.json` itself, or the one inside a world directory."""
+    path = Path(path)
+    return path / TRACKS_FILE if path.is_dir() else path
+
+
 def world_exists(directory: Path) -> bool:
     """True when all three world files are present (they may still be inconsistent)."""
     directory = Path(directory)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from botify.errors import BotifyError
-from botify.service.artifacts import Artifact
+from botify.artifacts import Artifact
 from botify.world.model import Catalog
 
 
@@ -17,8 +17,18 @@ class StoreUnavailable(BotifyError):
 
 
 class Listen(NamedTuple):
+    """One play: the track, the share of it played, and its artist (a catalog artist code)."""
+
     track: int
     time: float
+    artist: int = -1
+
+
+class Ranked(NamedTuple):
+    """An artifact's list for one key: tracks best first, and their scores if it has any."""
+
+    tracks: list[int]
+    scores: list[float] | None
 
 
 def data_version(catalog_digest: str, artifacts: dict[str, Artifact]) -> str:
@@ -35,12 +45,17 @@ def artist_tracks_of(catalog: Catalog) -> dict[str, list[int]]:
 
 
 class Store(ABC):
-    """What the service keeps. Histories are newest first and hold the last N listens."""
+    """What the service keeps. A user's long history is newest first and holds the last
+    `history_length` listens across sessions. The open session (oldest first, at most
+    `session_length` listens) is kept apart: it opens with the first `/next` after a `/last`
+    (or the first ever) and closes at `/last`."""
 
     kind = "store"
 
-    def __init__(self, history_length: int) -> None:
+    def __init__(self, history_length: int, session_length: int = 500, session_ttl: float = 3600.0) -> None:
         self.history_length = history_length
+        self.session_length = session_length
+        self.session_ttl = session_ttl
 
     @abstractmethod
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
@@ -55,16 +70,26 @@ class Store(ABC):
         """All tracks of an artist, in id order."""
 
     @abstractmethod
-    async def listen(self, user: int, track: int, time: float) -> list[Listen]:
-        """Record that `user` played `time` of `track`; return the updated history."""
+    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
+        """Record a play in the user's history and open session (one round trip); with `close`
+        (a `/last`) the session ends after it. The session so far, oldest first, and the
+        updated history, newest first."""
 
     @abstractmethod
     async def history(self, user: int) -> list[Listen]:
         """The user's last listens, newest first."""
 
     @abstractmethod
+    async def session(self, user: int) -> list[Listen]:
+        """The user's open session, oldest first ([] when none is open)."""
+
+    @abstractmethod
+    async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
+        """The lists (with scores) an artifact holds for keys (users, tracks), None where it has none."""
+
     async def recommendations(self, artifact: str, keys: Sequence[int]) -> list[list[int] | None]:
-        """The lists an artifact holds for keys (users, tracks, items), None where it has none."""
+        """The lists an artifact holds for keys, without scores."""
+        return [None if found is None else found.tracks for found in await self.ranked(artifact, keys)]
 
     @abstractmethod
     async def like(self, user: int, track: int) -> None:

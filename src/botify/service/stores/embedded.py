@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 
-from botify.service.artifacts import Artifact
-from botify.service.stores.base import Listen, Store, artist_tracks_of, data_version
+from botify.artifacts import Artifact
+from botify.service.stores.base import Listen, Ranked, Store, artist_tracks_of, data_version
 from botify.world.model import Catalog
 
 
 class EmbeddedStore(Store):
     kind = "embedded"
 
-    def __init__(self, history_length: int) -> None:
-        super().__init__(history_length)
+    def __init__(self, history_length: int, session_length: int = 500, session_ttl: float = 3600.0) -> None:
+        super().__init__(history_length, session_length, session_ttl)
         self._records: list[dict] = []
         self._artist_tracks: dict[str, list[int]] = {}
         self._histories: dict[int, deque[Listen]] = {}
-        self._artifacts: dict[str, dict[int, list[int]]] = {}
+        self._sessions: dict[int, deque[Listen]] = {}
+        self._session_seen: dict[int, float] = {}
+        self._artifacts: dict[str, Artifact] = {}
         self._liked: dict[int, dict[int, None]] = {}
         self._likers: dict[int, dict[int, None]] = {}
         self.version = ""
@@ -26,7 +29,7 @@ class EmbeddedStore(Store):
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
         self._records = catalog.records
         self._artist_tracks = artist_tracks_of(catalog)
-        self._artifacts = {name: artifact.lists for name, artifact in artifacts.items()}
+        self._artifacts = dict(artifacts)
         self.version = data_version(catalog_digest, artifacts)
 
     async def track(self, track: int) -> dict | None:
@@ -35,19 +38,38 @@ class EmbeddedStore(Store):
     async def artist_tracks(self, artist: str) -> list[int]:
         return self._artist_tracks.get(artist, [])
 
-    async def listen(self, user: int, track: int, time: float) -> list[Listen]:
+    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
         history = self._histories.get(user)
         if history is None:
             history = self._histories[user] = deque(maxlen=self.history_length)
-        history.appendleft(Listen(track, time))
-        return list(history)
+        history.appendleft(listen)
+        now = time.monotonic()
+        if now - self._session_seen.get(user, now) > self.session_ttl:  # an abandoned session expires
+            self._sessions.pop(user, None)
+        session = self._sessions.pop(user, None) if close else self._sessions.get(user)
+        self._session_seen[user] = now
+        if close:
+            self._session_seen.pop(user, None)
+        if session is None:
+            session = deque(maxlen=self.session_length)
+            if not close:
+                self._sessions[user] = session
+        session.append(listen)
+        return list(session), list(history)
 
     async def history(self, user: int) -> list[Listen]:
         return list(self._histories.get(user, ()))
 
-    async def recommendations(self, artifact: str, keys: Sequence[int]) -> list[list[int] | None]:
-        lists = self._artifacts.get(artifact, {})
-        return [lists.get(key) for key in keys]
+    async def session(self, user: int) -> list[Listen]:
+        if time.monotonic() - self._session_seen.get(user, time.monotonic()) > self.session_ttl:
+            return []
+        return list(self._sessions.get(user, ()))
+
+    async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
+        found = self._artifacts.get(artifact)
+        if found is None:
+            return [None] * len(keys)
+        return [None if (item := found.ranked(key)) is None else Ranked(*item) for key in keys]
 
     async def like(self, user: int, track: int) -> None:
         self._liked.setdefault(user, {})[track] = None
@@ -61,4 +83,5 @@ class EmbeddedStore(Store):
         return rng.sample(likers, min(count, len(likers)))
 
     async def status(self) -> dict:
-        return {"store": self.kind, "version": self.version, "users": len(self._histories)}
+        return {"store": self.kind, "version": self.version, "users": len(self._histories),
+                "open_sessions": len(self._sessions)}

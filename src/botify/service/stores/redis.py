@@ -2,8 +2,9 @@
 
 Catalog and artifacts live in hashes under versioned keys (`botify:<version>:...`) and are
 uploaded pipelined, once: the first worker takes a lock and uploads, the others wait for
-the version's `ready` key. Listen histories are lists under `botify:history:<user>`. Values
-are JSON.
+the version's `ready` key. Listen histories are lists under `botify:history:<user>`; the open
+session is a list under `botify:session:<user>` with a TTL, written in the same pipelined round
+trip as the history and deleted at `/last`. Values are JSON.
 
 An outage never freezes or poisons the service: commands time out quickly, the store then
 answers `StoreUnavailable` at once (503) for a short cool-down, and the first request after
@@ -20,8 +21,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from botify.service.artifacts import Artifact
-from botify.service.stores.base import Listen, Store, StoreUnavailable, artist_tracks_of, data_version
+from botify.artifacts import Artifact
+from botify.service.stores.base import Listen, Ranked, Store, StoreUnavailable, artist_tracks_of, data_version
 from botify.service.stores.resp import RedisReplyError, RedisUnavailable, RespClient
 from botify.world.model import Catalog
 
@@ -33,8 +34,9 @@ UPLOAD_BATCH = 2000
 class RedisStore(Store):
     kind = "redis"
 
-    def __init__(self, url: str, history_length: int, timeout: float = 0.5) -> None:
-        super().__init__(history_length)
+    def __init__(self, url: str, history_length: int, timeout: float = 0.5, session_length: int = 500,
+                 session_ttl: float = 3600.0) -> None:
+        super().__init__(history_length, session_length, session_ttl)
         self.url = url
         self.client = RespClient(url, timeout)
         self.version = ""
@@ -107,7 +109,8 @@ class RedisStore(Store):
             self._key("artists"): [(name, orjson.dumps(tracks)) for name, tracks in artist_tracks_of(catalog).items()],
         }
         for name, artifact in artifacts.items():
-            tables[self._key("artifact", name)] = [(key, orjson.dumps(lst)) for key, lst in artifact.lists.items()]
+            tables[self._key("artifact", name)] = [(key, orjson.dumps((lst, artifact.scores.get(key))))
+                                                   for key, lst in artifact.lists.items()]
         commands: list[tuple] = []
         for key, items in tables.items():
             commands.append(("DEL", key))
@@ -124,26 +127,40 @@ class RedisStore(Store):
         (value,) = await self._execute(("HGET", self._key("artists"), artist))
         return [] if value is None else orjson.loads(value)
 
-    async def listen(self, user: int, track: int, time: float) -> list[Listen]:
-        key = f"botify:history:{user}"
-        _, _, entries, ready = await self._execute(
-            ("LPUSH", key, orjson.dumps((track, time))),
+    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
+        key, session_key = f"botify:history:{user}", f"botify:session:{user}"
+        entry = orjson.dumps((listen.track, listen.time, listen.artist))
+        if close:
+            session_commands = [("RPUSH", session_key, entry), ("LRANGE", session_key, -self.session_length, -1),
+                                ("DEL", session_key)]
+        else:
+            session_commands = [("RPUSH", session_key, entry), ("LTRIM", session_key, -self.session_length, -1),
+                                ("PEXPIRE", session_key, int(self.session_ttl * 1000)),
+                                ("LRANGE", session_key, 0, -1)]
+        replies = await self._execute(
+            ("LPUSH", key, entry),
             ("LTRIM", key, 0, self.history_length - 1),
             ("LRANGE", key, 0, self.history_length - 1),
+            *session_commands,
             ("EXISTS", self._key("ready")),
         )
-        if not ready:  # Redis lost our data (restarted empty): upload it again before going on
+        if not replies[-1]:  # Redis lost our data (restarted empty): upload it again before going on
             self._ready = False
             await self._recover()
-        return [Listen(*orjson.loads(entry)) for entry in entries]
+        session = replies[4] if close else replies[-2]
+        return [Listen(*orjson.loads(item)) for item in session], [Listen(*orjson.loads(item)) for item in replies[2]]
 
     async def history(self, user: int) -> list[Listen]:
         (entries,) = await self._execute(("LRANGE", f"botify:history:{user}", 0, self.history_length - 1))
         return [Listen(*orjson.loads(entry)) for entry in entries]
 
-    async def recommendations(self, artifact: str, keys: Sequence[int]) -> list[list[int] | None]:
+    async def session(self, user: int) -> list[Listen]:
+        (entries,) = await self._execute(("LRANGE", f"botify:session:{user}", 0, -1))
+        return [Listen(*orjson.loads(entry)) for entry in entries]
+
+    async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         (values,) = await self._execute(("HMGET", self._key("artifact", artifact), *keys))
-        return [None if value is None else orjson.loads(value) for value in values]
+        return [None if value is None else Ranked(*orjson.loads(value)) for value in values]
 
     async def like(self, user: int, track: int) -> None:
         await self._execute(("SADD", f"botify:liked:{user}", track), ("SADD", f"botify:likers:{track}", user))

@@ -1,0 +1,161 @@
+"""Recommendation artifacts: the one module that knows their formats, reads and writes them.
+
+Training writes artifacts, the service serves them, `botify evaluate` judges them; all three
+go through here, so a format lives once. The formats are the course's, plus optional scores:
+
+- `user` lists, JSON lines `{"user": u, "tracks": [...]}` (e.g. a trained per-user model);
+- `track` lists, JSON lines `{"track": t, "recommendations": [...], "scores": [...]}`:
+  what to play after track t (contextual and item-to-item models). The course's 2026
+  item-to-item lines `{"item_id": t, "recommendations": [...]}` are read as the same kind;
+- `top`, a JSON list `[t1, t2, ...]`, stored under key 0.
+
+`scores` is optional and, where present, as long as the list and non-increasing: a model's
+own estimate of how good each candidate is (for item-to-item models, the expected share of
+the track played). The service samples or re-ranks by it. Beside each artifact directory,
+`manifest.json` says which model wrote it, with what parameters, from which data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from botify.errors import BotifyError
+from botify.world.model import iter_json_lines
+
+KINDS = ("user", "track", "top")
+#: key field and list field of each line-based kind; the second key is an accepted alias
+LINE_FORMATS = {"user": (("user",), "tracks"), "track": (("track", "item_id"), "recommendations")}
+DEFAULT_FILES = {"user": "recommendations.jsonl", "track": "item2item.jsonl", "top": "top_tracks.json"}
+MANIFEST_FILE = "manifest.json"
+
+
+class ArtifactError(BotifyError):
+    """An artifact file is missing or not in one of the formats above."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact: ranked track ids by key (user, track, or 0 for a top list), with optional
+    scores per list (same length, best first)."""
+
+    name: str
+    kind: str
+    lists: dict[int, list[int]]
+    scores: dict[int, list[float]] = field(default_factory=dict)
+    digest: str = ""
+
+    def ranked(self, key: int) -> tuple[list[int], list[float] | None] | None:
+        tracks = self.lists.get(key)
+        return None if tracks is None else (tracks, self.scores.get(key))
+
+
+def _check_tracks(values: object, n_tracks: int, where: str) -> list[int]:
+    if not isinstance(values, list):
+        raise ArtifactError(f"{where}: expected a list of track ids")
+    for value in values:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_tracks:
+            raise ArtifactError(f"{where}: {value!r} is not a track id in 0..{n_tracks - 1}")
+    return values
+
+
+def _check_scores(values: object, length: int, where: str) -> list[float]:
+    if not isinstance(values, list) or len(values) != length:
+        raise ArtifactError(f"{where}: expected a list of {length} numbers, one per track")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ArtifactError(f"{where}: {value!r} is not a finite number")
+    return [float(value) for value in values]
+
+
+def read_artifact(path: Path, n_tracks: int) -> Artifact:
+    """Read one artifact file, detecting its format; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: artifact file not found")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    if data.lstrip().startswith(b"["):
+        try:
+            top = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise ArtifactError(f"{path}: not valid JSON ({error})") from error
+        return Artifact(path.name, "top", {0: _check_tracks(top, n_tracks, str(path))}, {}, digest)
+
+    kind, key_field, lists, scores = None, "", {}, {}
+    for number, record in iter_json_lines(path, ArtifactError):
+        where = f"{path}:{number}"
+        if kind is None:
+            for name, (keys, _) in LINE_FORMATS.items():
+                key_field = next((key for key in keys if key in record), "")
+                if key_field:
+                    kind = name
+                    break
+            else:
+                raise ArtifactError(f"{where}: expected a 'user', 'track' or 'item_id' field")
+        list_field = LINE_FORMATS[kind][1]
+        key = record.get(key_field)
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise ArtifactError(f"{where}: expected an integer {key_field!r}")
+        lists[key] = _check_tracks(record.get(list_field), n_tracks, f"{where} {list_field!r}")
+        if record.get("scores") is not None:
+            scores[key] = _check_scores(record["scores"], len(lists[key]), f"{where} 'scores'")
+    if kind is None:
+        raise ArtifactError(f"{path}: the file holds no records")
+    return Artifact(path.name, kind, lists, scores, digest)
+
+
+def read_artifacts(directory: Path | None, names: set[str], n_tracks: int) -> dict[str, Artifact]:
+    """Read the named artifacts from `directory` (where the config's artifact names point)."""
+    if not names:
+        return {}
+    if directory is None:
+        raise ArtifactError(f"the experiments use artifacts {sorted(names)}; pass --artifacts DIR")
+    return {name: read_artifact(Path(directory) / name, n_tracks) for name in sorted(names)}
+
+
+def write_artifact(
+    path: Path, kind: str, lists: Mapping[int, list[int]], scores: Mapping[int, list[float]] | None = None
+) -> Path:
+    """Write lists (and scores, if any) in the course's format for `kind`; the path."""
+    if kind not in KINDS:
+        raise ValueError(f"artifact kind must be one of {KINDS}, got {kind!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "top":
+        path.write_bytes(orjson.dumps([int(track) for track in lists[0]]))
+        return path
+    (key_field, *_), list_field = LINE_FORMATS[kind]
+    with path.open("wb") as handle:
+        for key in sorted(lists):
+            record: dict = {key_field: int(key), list_field: [int(track) for track in lists[key]]}
+            if scores and key in scores:
+                record["scores"] = [round(float(score), 5) for score in scores[key]]
+            handle.write(orjson.dumps(record) + b"\n")
+    return path
+
+
+def write_manifest(directory: Path, manifest: dict) -> Path:
+    """`manifest.json` beside the artifacts, stamped with the time it was written."""
+    path = Path(directory) / MANIFEST_FILE
+    stamped = {**manifest, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(json.dumps(stamped, indent=2, default=str) + "\n")
+    return path
+
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest of an artifact directory; a clear error when there is none."""
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory}: no {MANIFEST_FILE} (train it with botify train MODEL --out {directory})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path}: not valid JSON ({error})") from error
