@@ -64,6 +64,8 @@ def test_two_day_loop(small_world_dir: Path, tmp_path: Path) -> None:
     assert rows["T2"]["vs_T1"]["effect_pct"] != rows["T2"]["vs_control"]["effect_pct"]
     assert "vs_T1" not in rows["T1"]
     assert [item["name"] for item in summary["training"]] == ["ub", "top"]
+    offline = day["offline_online"]["rows"]  # the served artifacts judged on day 2's own logs
+    assert [row["treatment"] for row in offline] == ["T1", "T2"] and all(row["next_queries"] > 100 for row in offline)
     assert all(item["seconds"] >= item["fit_seconds"] >= 0 for item in summary["training"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import time
@@ -219,3 +220,47 @@ def test_service_on_redis_answers_503_during_an_outage_and_recovers(
         assert client.call("GET", "/ready")[0] == 200
     events = read_events(tmp_path / "log")
     assert [e["track"] for e in events] == [4, 6]  # 503s were not logged
+
+
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+def test_sessions_through_the_api(small_world_dir: Path, tmp_path: Path, store: str, request) -> None:
+    """A listener penalises repeats within a session only: by default a track recommended in
+    one session may come back in the next (heard = "session"), unlike with heard = "history"."""
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "i2i.jsonl").write_text('{"track": 0, "recommendations": [5, 6], "scores": [0.9, 0.8]}\n')
+    (tmp_path / "e.toml").write_text(
+        'default = "random"\n[[experiments]]\nname = "HEARD"\ntreatments = [\n'
+        '  {recommender = {kind = "i2i", artifact = "i2i.jsonl", ranked = true}},\n'
+        '  {recommender = {kind = "i2i", artifact = "i2i.jsonl", ranked = true, heard = "history"}},\n]\n'
+    )
+    redis = request.getfixturevalue("redis_url") if store == "redis" else None
+    settings = ServiceSettings(catalog=small_world_dir, experiments=tmp_path / "e.toml", artifacts=tmp_path / "art",
+                               log_dir=tmp_path / "log", redis=redis)
+    experiment = Experiment(name="HEARD", treatments=2)
+    by_session = next(user for user in range(100) if experiment.assign(user) == 0)
+    by_history = next(user for user in range(100) if experiment.assign(user) == 1)
+    with ServiceThread(settings) as running:
+        client = Client(running.url)
+
+        def session(user: int) -> list[int]:
+            answers = [client.post(f"/next/{user}", {"track": 0, "time": 1.0})[1]["track"]]
+            answers.append(client.post(f"/next/{user}", {"track": answers[0], "time": 1.0})[1]["track"])
+            assert client.post(f"/last/{user}", {"track": answers[1], "time": 1.0})[0] == 200
+            return answers
+
+        # Anchored on the session's first track (0): 5, then 6 (5 is heard in this session).
+        assert session(by_session) == [5, 6]
+        assert session(by_session) == [5, 6]  # a new session: 5 and 6 may come back
+        assert session(by_history)[:2] == [5, 6]
+        second = session(by_history)  # 5 and 6 are in the long history: the fallback answers
+        assert 5 not in second and 6 not in second
+        client.post(f"/next/{by_session}", {"track": 0, "time": 1.0})  # opens a third session
+        if store == "redis":
+            server = request.getfixturevalue("redis_server")
+            assert server.command("LLEN", f"botify:session:{by_session}").strip() == "1"
+            assert server.command("LLEN", f"botify:session:{by_history}").strip() == "0"  # closed at /last
+            assert 0 < int(server.command("PTTL", f"botify:session:{by_session}")) <= 3_600_000
+        else:
+            store_of = running.app.service.store
+            assert [listen.track for listen in asyncio.run(store_of.session(by_session))] == [0]
+            assert asyncio.run(store_of.session(by_history)) == []  # closed at /last

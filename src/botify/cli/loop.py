@@ -131,7 +131,37 @@ class DailyLoop:
             print_analysis(result, summary)
             self.sections.append(render_section(result, users, summary, f"Day {day}: experiment {experiment.name}"))
             others = {name: analyze(users, experiment.name, name, pre, treatments=names) for name in self.compare}
-            self.summary["days"].append(day_summary(day, experiment, result, others))
+            entry = day_summary(day, experiment, result, others)
+            entry["offline_online"] = self._offline_vs_online(day, experiment, entry)
+            self.summary["days"].append(entry)
+
+    def _offline_vs_online(self, day: int, experiment, entry: dict) -> dict[str, Any]:
+        """Judge the artifacts served on `day` offline on that day's own logs (they were trained
+        on the days before it), next-track queries for every kind, and rank them against the
+        treatments' online means (Spearman), so offline and online rankings can be compared."""
+        from scipy import stats
+
+        from botify.artifacts import read_artifact
+        from botify.train.dataset import read_interactions
+        from botify.train.evaluate import evaluate_next_track
+
+        test = read_interactions(self.day_files[day])
+        n_tracks = sum(1 for _ in (self.world_dir / "tracks.json").open("rb"))
+        rows = []
+        for name, treatment in zip(experiment.treatment_names, experiment.treatments):
+            spec = treatment.recommender
+            served = next((item for item in spec.chain() if item.artifact), None) if spec else None
+            if served is None:
+                continue
+            artifact = read_artifact(self.artifacts / served.artifact, n_tracks)
+            metrics = evaluate_next_track(artifact.kind, artifact.lists, test, n_tracks)
+            online = next(row["mean_time_per_session"] for row in entry["treatments"] if row["treatment"] == name)
+            rows.append({"treatment": name, "artifact": served.artifact, **metrics, "online": online})
+        found: dict[str, Any] = {"rows": rows}
+        if len(rows) >= 3:
+            rho, p_value = stats.spearmanr([row["next_ndcg@10"] for row in rows], [row["online"] for row in rows])
+            found.update({"spearman_next_ndcg@10_vs_online": float(rho), "p_value": float(p_value)})
+        return found
 
     def run(self, days: int, day1_episodes: int, episodes: int) -> list[str]:
         """Run the days; the HTML sections of the experiment days."""
