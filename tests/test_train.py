@@ -14,7 +14,7 @@ from botify.service import ServiceSettings
 from botify.artifacts import read_artifact
 from botify.train.dataset import read_interactions
 from botify.train.diverse import diversify
-from botify.train.evaluate import evaluate_lists, popularity_baselines
+from botify.train.evaluate import evaluate_lists, evaluate_next_track, popularity_baselines
 from botify.train.pipeline import train_model
 from botify.world import World, WorldSpec, generate_world
 from tests.servers import ServiceThread, read_events, simulate_through_service
@@ -173,3 +173,52 @@ def test_projector_export(logged, tmp_path: Path) -> None:
     assert vectors.shape == (world.catalog.size, 32) and len(metadata) == world.catalog.size + 1
     assert metadata[1].split("\t")[2] == world.catalog.records[0]["artist"]
     assert "tensors.tsv" in (tmp_path / "g" / "projector" / "projector_config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize(("model", "params"), [("sasrec", {}), ("session-knn", {}), ("dssm", {"epochs": 5})])
+def test_session_models_beat_shuffled_popularity_on_next_tracks(logged, tmp_path: Path, model: str,
+                                                                  params: dict) -> None:
+    """Next-track (session) queries: is each later well-played track of a held-out session in
+    the top 10 of the list the service would consult (the session's first track's)?"""
+    log_dir, world, root = logged
+    trained, metrics = train_model(model, [log_dir], root / "world", tmp_path / model, params, test_share=0.2)
+    interactions = read_interactions([log_dir])
+    train, test = interactions.split_by_time(0.2)
+    shuffled = popularity_baselines(train, test, world.catalog.size, kind="track")["shuffled top-100"][1]
+    baseline = evaluate_next_track("track", shuffled, test, world.catalog.size)
+    key = "next_ndcg@10" if trained.artifact_kind == "track" else "track:next_ndcg@10"
+    assert metrics[key] > 1.2 * baseline["next_ndcg@10"], (metrics, baseline)
+    item2item = read_artifact(tmp_path / model / "item2item.jsonl", world.catalog.size)
+    for track, tracks in item2item.lists.items():
+        scores = item2item.scores[track]
+        assert len(scores) == len(tracks) and scores == sorted(scores, reverse=True) and track not in tracks
+
+
+def test_sasrec_learns_fatigue_and_is_reproducible(logged, tmp_path: Path) -> None:
+    log_dir, world, root = logged
+    first, _ = train_model("sasrec", [log_dir], root / "world", tmp_path / "a", {"epochs": 4})
+    again, _ = train_model("sasrec", [log_dir], root / "world", tmp_path / "b", {"epochs": 4})
+    assert (tmp_path / "a" / "item2item.jsonl").read_bytes() == (tmp_path / "b" / "item2item.jsonl").read_bytes()
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    # The world's listeners tire of an artist (gamma 0.72): the learned per-play discount is below 1.
+    assert 0.3 < manifest["learned"]["discount"] < 0.95
+    assert manifest["learned"]["match_weights"]["same_artist"] > 0
+    assert first.get_params() == again.get_params() == manifest["parameters"]
+
+
+def test_a_session_model_is_served_anchored_on_the_session(logged, tmp_path: Path) -> None:
+    log_dir, world, root = logged
+    trained, _ = train_model("sasrec", [log_dir], root / "world", tmp_path / "art" / "seq", {"epochs": 2})
+    (tmp_path / "e.toml").write_text('default = {kind = "i2i", artifact = "seq/item2item.jsonl", anchor = "first", '
+                                     'pick = "ranked", artist_discount = 0.7}\n')
+    settings = ServiceSettings(catalog=root / "world", experiments=tmp_path / "e.toml", artifacts=tmp_path / "art",
+                               log_dir=tmp_path / "log")
+    with ServiceThread(settings) as running:
+        client = Client(running.url)
+        answers = [client.post("/next/3", {"track": 11, "time": 1.0})[1]["track"]]
+        for _ in range(4):
+            answers.append(client.post("/next/3", {"track": answers[-1], "time": 0.9})[1]["track"])
+    assert len(set(answers)) == 5 and 11 not in answers  # nothing heard in the session comes back
+    assert all(track in trained.lists()[11] for track in answers)  # all from the first track's list
+    events = read_events(tmp_path / "log")
+    assert {event["recommender"] for event in events} == {"i2i(seq/item2item.jsonl)"}

@@ -86,7 +86,10 @@ class Model(ABC):
     @classmethod
     def params(cls) -> list[Param]:
         """The model's parameters: name, type, default and the docstring's help."""
-        helps = _docstring_params(inspect.getdoc(cls) or "")
+        helps: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):  # a subclass documents only what it changes
+            if issubclass(klass, Model) and klass.__doc__:
+                helps.update(_docstring_params(inspect.cleandoc(klass.__doc__)))
         hints = typing.get_type_hints(cls)
         result = []
         for item in dataclasses.fields(cls):
@@ -124,6 +127,11 @@ class Model(ABC):
     def lists(self) -> dict[int, list[int]]:
         """Ranked track ids per key of `artifact_kind` (user, previous track, or 0)."""
 
+    def learned(self) -> dict[str, Any]:
+        """What the fit learned that a person (or a serving config) may want to read, for the
+        manifest: e.g. a learned per-play artist discount."""
+        return {}
+
     def artifacts(self) -> dict[str, Lists]:
         """Every artifact the fitted model serves, by file name, the main one first. A model
         that learned item vectors (`item_vectors`, row i is track i) adds item-to-item lists:
@@ -145,6 +153,7 @@ class Model(ABC):
             "artifact": written[0].name,
             "artifact_kind": self.artifact_kind,
             "artifacts": {path.name: kind for path, kind in zip(written, (i.kind for i in self.artifacts().values()))},
+            "learned": self.learned(),
             **manifest,
         })
         return written

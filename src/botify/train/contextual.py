@@ -2,55 +2,141 @@
 
 `contextual`: the time a listener plays a candidate track given the first track of the
 session, sigmoid(context(start) · item(candidate) + bias(candidate)), fitted to time played.
+Each side reads the track's catalog features (an artist embedding and a projection of its
+genres, main genre, mood, decade and country) beside its id embedding: ids alone learn
+nothing from Random-served logs, where each track was recommended a handful of times.
 Each track's list is its nearest items by that score (exact inner-product search), served by
 the `contextual` recommender with the previous track as the context.
 
 `contextual-user`: the same with a user embedding added to the context,
 (context(start) + user(u)) · item(candidate); the homework's settings were dimension 64,
 learning rate 0.05, batch 2048. Its per-user lists use the user's latest session start.
+
+With `features` (the default), the context and candidate vectors each add an artist embedding
+and a projection of the track's catalog metadata (genres, main genre, mood, decade, country)
+to the track-id embeddings, and the candidate's bias reads the metadata too: id embeddings
+alone learn nothing from logs served at random, where each track met a few listeners, while
+what is learned about an artist or a genre carries over to all its tracks. Per-track lists
+then cover the whole catalog, tracks never played included.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 from botify.train.base import Model
+from botify.train.features import CatalogFeatures
 from botify.train.dataset import Interactions
 from botify.train.neural import batches, heard_by_user, require_torch, session_starts, top_k
 from botify.world.model import Catalog
 
 
+def track_tower(torch, n: int, dim: int, catalog: Catalog, features: bool):
+    """A module giving each track's vector: its id embedding, plus (with `features`) an artist
+    embedding and a linear projection of its catalog metadata."""
+    nn = torch.nn
+
+    class TrackTower(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids = nn.Embedding(n, dim)
+            nn.init.normal_(self.ids.weight, std=0.1)
+            self.features = features
+            if features:
+                from botify.train.sequential import TrackFeatures
+
+                found = TrackFeatures(catalog)
+                self.register_buffer("dense", torch.as_tensor(found.dense))
+                self.register_buffer("artists", torch.as_tensor(found.artist))
+                self.artist = nn.Embedding(int(found.artist.max()) + 1, dim)
+                nn.init.normal_(self.artist.weight, std=0.1)
+                self.meta = nn.Linear(found.dense.shape[1], dim)
+
+        def forward(self, tracks):
+            found = self.ids(tracks)
+            if self.features:
+                found = found + self.artist(self.artists[tracks]) + self.meta(self.dense[tracks])
+            return found
+
+    return TrackTower()
+
+
+@dataclass(kw_only=True)
 class Contextual(Model):
+    """PyTorch: time played given the session's first track; per-track lists (for `contextual`).
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size.
+    epochs : int
+        Passes over the plays.
+    lr : float
+        Adam's learning rate.
+    batch : int
+        Plays per step.
+    size : int
+        Length of each list.
+    seed : int
+        Seed of initialisation and sampling.
+    features : bool
+        Add artist embeddings and catalog metadata to the id embeddings.
+    """
+
     name = "contextual"
     artifact_kind = "track"
-    defaults = {"dim": 32, "epochs": 15, "lr": 0.01, "batch": 2048, "size": 100, "seed": 42}
-    with_user = False
+    with_user: ClassVar[bool] = False
+    dim: int = 32
+    epochs: int = 15
+    lr: float = 0.01
+    batch: int = 2048
+    size: int = 100
+    seed: int = 42
+    features: bool = True
 
     def fit(self, train: Interactions, catalog: Catalog) -> Contextual:
         torch = require_torch()
-        torch.manual_seed(self.params["seed"])
-        rng = np.random.default_rng(self.params["seed"])
-        n, dim = catalog.size, self.params["dim"]
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        n, dim = catalog.size, self.dim
         starts = session_starts(train)
         rows = train.position > 0
         users, user_rows = np.unique(train.user, return_inverse=True)
-        context = torch.nn.Embedding(n, dim)
-        item = torch.nn.Embedding(n, dim)
-        bias = torch.nn.Embedding(n, 1)
-        person = torch.nn.Embedding(len(users), dim)
-        for table in (context, item, person):
-            torch.nn.init.normal_(table.weight, std=0.1)
-        torch.nn.init.zeros_(bias.weight)
+        nn = torch.nn
+        features = CatalogFeatures.of(catalog)
+        dense, artists = torch.as_tensor(features.dense()), torch.as_tensor(features.artist)
+        n_artists = int(features.artist.max()) + 1
+
+        class Side(nn.Module):
+            """A track as a context or a candidate: id + artist embedding + catalog features."""
+
+            def __init__(self, width: int) -> None:
+                super().__init__()
+                self.id = nn.Embedding(n, width)
+                self.artist = nn.Embedding(n_artists, width)
+                self.features = nn.Linear(dense.shape[1], width)
+                for table in (self.id, self.artist):
+                    nn.init.normal_(table.weight, std=0.1)
+
+            def forward(self, ids):
+                return self.id(ids) + self.artist(artists[ids]) + self.features(dense[ids])
+
+        context, item, bias = Side(dim), Side(dim), Side(1)
+        person = nn.Embedding(len(users), dim)
+        nn.init.normal_(person.weight, std=0.1)
         parameters = [*context.parameters(), *item.parameters(), *bias.parameters()]
         if self.with_user:
             parameters += list(person.parameters())
-        optimizer = torch.optim.Adam(parameters, lr=self.params["lr"])
+        optimizer = torch.optim.Adam(parameters, lr=self.lr)
         start_t = torch.as_tensor(starts[rows])
         cand_t = torch.as_tensor(train.track[rows])
         user_t = torch.as_tensor(user_rows[rows])
         time_t = torch.as_tensor(train.time[rows], dtype=torch.float32)
-        for _ in range(self.params["epochs"]):
-            for index in batches(len(time_t), self.params["batch"], rng):
+        for _ in range(self.epochs):
+            for index in batches(len(time_t), self.batch, rng):
                 index = torch.as_tensor(index)
                 query = context(start_t[index])
                 if self.with_user:
@@ -61,15 +147,16 @@ class Contextual(Model):
                 loss.backward()
                 optimizer.step()
         with torch.no_grad():
-            items = np.hstack([item.weight.numpy(), bias.weight.numpy()])
-            self.item_vectors = item.weight.numpy().copy()
-            contexts = context.weight.numpy()
+            every = torch.arange(n)
+            self.item_vectors = item(every).numpy()
+            items = np.hstack([self.item_vectors, bias(every).numpy()])
+            contexts = context(every).numpy()
             people = person.weight.numpy()
         ones = np.ones((n, 1), dtype=np.float32)
         if not self.with_user:
-            keys = np.unique(train.track)
+            keys = np.arange(n)  # catalog features give every track a list, played or not
             queries = np.hstack([contexts[keys], ones[keys]])
-            found = top_k(queries, items, self.params["size"], [{int(k)} for k in keys])
+            found = top_k(queries, items, self.size, [{int(k)} for k in keys])
             self.recommendations = dict(zip(keys.tolist(), found))
             return self
         latest_start = {}
@@ -77,7 +164,7 @@ class Contextual(Model):
             latest_start[user] = start  # rows are ordered by session: the last one wins
         heard = heard_by_user(train)
         queries = np.vstack([np.append(contexts[latest_start[u]] + people[i], 1.0) for i, u in enumerate(users.tolist())])
-        found = top_k(queries, items, self.params["size"], [heard[u] for u in users.tolist()])
+        found = top_k(queries, items, self.size, [heard[u] for u in users.tolist()])
         self.recommendations = dict(zip(users.tolist(), found))
         return self
 
@@ -85,8 +172,29 @@ class Contextual(Model):
         return self.recommendations
 
 
+@dataclass(kw_only=True)
 class ContextualUser(Contextual):
+    """PyTorch: the contextual model plus a user embedding; per-user lists (for `indexed`).
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size (the homework's 64).
+    epochs : int
+        Passes over the plays.
+    lr : float
+        Adam's learning rate (the homework's 0.05).
+    batch : int
+        Plays per step.
+    size : int
+        Length of each list.
+    seed : int
+        Seed of initialisation and sampling.
+    """
+
     name = "contextual-user"
     artifact_kind = "user"
-    defaults = {**Contextual.defaults, "dim": 64, "lr": 0.05, "batch": 2048, "epochs": 30}
-    with_user = True
+    with_user: ClassVar[bool] = True
+    dim: int = 64
+    epochs: int = 30
+    lr: float = 0.05

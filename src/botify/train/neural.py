@@ -50,6 +50,18 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int, exclude: list[set[int]
     return result
 
 
+def top_k_scored(queries: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each query vector, the ids and inner products of the k best items (exact faiss
+    search), best first; ids are -1 where fewer than k items exist."""
+    import faiss
+
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    index = faiss.IndexFlatIP(items.shape[1])
+    index.add(items)
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(len(items), k))
+    return ids, scores
+
+
 def heard_by_user(interactions: Interactions) -> dict[int, set[int]]:
     heard: dict[int, set[int]] = {}
     for user, track in zip(interactions.user.tolist(), interactions.track.tolist()):
