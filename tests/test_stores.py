@@ -111,9 +111,9 @@ def test_sessions_are_bounded_and_expire(make_store, small_world: World) -> None
 def test_artifacts(make_store, small_world: World) -> None:
     async def scenario():
         store = await _loaded(make_store(), small_world)
-        assert await store.recommendations("users.jsonl", [1, 2, 3]) == [[5, 6, 7], [], None]
-        assert await store.recommendations("top.json", [0]) == [[9, 8, 7]]
-        assert await store.recommendations("missing.jsonl", [1]) == [None]
+        assert await store.ranked("users.jsonl", [1, 2, 3]) == [Ranked([5, 6, 7], None), Ranked([], None), None]
+        assert await store.ranked("top.json", [0]) == [Ranked([9, 8, 7], None)]
+        assert await store.ranked("missing.jsonl", [1]) == [None]
         assert await store.ranked("i2i.jsonl", [4, 5, 6]) == [Ranked([3, 2], [0.9, 0.25]), Ranked([1], None), None]
         assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)]
         assert (await store.status())["store"] == store.kind
@@ -172,7 +172,7 @@ def test_redis_restarted_empty_is_reloaded_without_restart(redis_server, redis_u
         redis_server.start()  # same port, empty
         await asyncio.sleep(COOL_DOWN + 0.1)
         assert await store.track(2) == small_world.catalog.records[2]
-        assert await store.recommendations("users.jsonl", [1]) == [[5, 6, 7]]
+        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)]
         await store.close()
 
     run(scenario())

@@ -1,9 +1,10 @@
 """`botify demo`: the whole loop on embedded defaults, as the course ran it by hand.
 
-world → service in the background → day 1 against Random → TopPop and user-based CF trained
-from day 1's logs and hot-reloaded → day 2: Random (C) vs StickyArtist (T1) vs TopPop (T2) vs
-user-based (T3) → graceful stop → analysis of day 2 with day 1 as the CUPED pre-period →
-table and HTML report. Everything stays under --dir.
+world → service in the background → day 1 against Random → TopPop, user-based CF and the
+SASRec-style session model trained from day 1's logs and hot-reloaded → day 2: Random (C) vs
+StickyArtist (T1) vs TopPop (T2) vs user-based (T3) vs the session model served anchored on
+each listener's session (T4) → graceful stop → analysis of day 2 with day 1 as the CUPED
+pre-period → table and HTML report. Everything stays under --dir.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PLAN = {
     "train": [
         {"model": "toppop", "name": "toppop"},
         {"model": "user-based", "name": "user-based"},
+        {"model": "sasrec", "name": "sasrec"},
     ],
     "default": "random",
     "experiments": [{
@@ -32,6 +34,8 @@ PLAN = {
             {"recommender": {"kind": "sticky_artist", "fallback": "random"}},
             {"recommender": {"kind": "top_pop", "artifact": "toppop/top_tracks.json", "k": 100, "fallback": "random"}},
             {"recommender": {"kind": "indexed", "artifact": "user-based/recommendations.jsonl", "fallback": "random"}},
+            {"recommender": {"kind": "i2i", "artifact": "sasrec/item2item.jsonl", "pick": "ranked",
+                             "artist_discount": 0.71, "fallback": "random"}},
         ],
     }],
 }

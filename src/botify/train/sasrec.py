@@ -155,20 +155,26 @@ class SASRec(Model):
         optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         tracks_t, times_t = torch.as_tensor(tracks), torch.as_tensor(times)
         matches_t, earlier_t = torch.as_tensor(matches), torch.as_tensor(earlier)
+        lengths = (tracks >= 0).sum(axis=1)
+        per_batch = float(self.batch * (lengths - 1).mean())
         network.train()
         for _ in range(self.epochs):
-            order = rng.permutation(len(tracks))
-            for start in range(0, len(order), self.batch):
-                rows = torch.as_tensor(order[start : start + self.batch])
-                seq, played = tracks_t[rows], times_t[rows]
+            # Batches of sessions of similar length, trimmed to their longest: attention costs
+            # the square of the length, and most sessions are far shorter than `length`.
+            order = np.lexsort((rng.random(len(tracks)), lengths))
+            chunks = [order[start : start + self.batch] for start in range(0, len(order), self.batch)]
+            for chunk in (chunks[i] for i in rng.permutation(len(chunks))):
+                width = int(lengths[chunk].max())
+                rows = torch.as_tensor(chunk)
+                seq, played = tracks_t[rows, :width], times_t[rows, :width]
                 state = network.states(seq[:, :-1], played[:, :-1])
                 target_tracks, target = seq[:, 1:], played[:, 1:]
                 valid = target_tracks >= 0
-                logits = network.logits(state, target_tracks.clamp(min=0), matches_t[rows, 1:])
-                predicted = torch.sigmoid(logits) * network.discount ** earlier_t[rows, 1:]
+                logits = network.logits(state, target_tracks.clamp(min=0), matches_t[rows, 1:width])
+                predicted = torch.sigmoid(logits) * network.discount ** earlier_t[rows, 1:width]
                 loss = torch.nn.functional.binary_cross_entropy(predicted.clamp(1e-6, 1 - 1e-6), target,
                                                                 reduction="none")
-                loss = (loss * valid).sum() / valid.sum()
+                loss = (loss * valid).sum() / per_batch  # every play weighs the same, in any batch
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

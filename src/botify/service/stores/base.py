@@ -87,10 +87,6 @@ class Store(ABC):
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         """The lists (with scores) an artifact holds for keys (users, tracks), None where it has none."""
 
-    async def recommendations(self, artifact: str, keys: Sequence[int]) -> list[list[int] | None]:
-        """The lists an artifact holds for keys, without scores."""
-        return [None if found is None else found.tracks for found in await self.ranked(artifact, keys)]
-
     @abstractmethod
     async def like(self, user: int, track: int) -> None:
         """Remember that `user` liked `track` (per-user liked tracks, per-track likers)."""
