@@ -10,6 +10,9 @@ import pytest
 from botify.world import Catalog, Users, World, WorldSpec, generate_world
 
 SMALL_SPEC = WorldSpec(seed=7, tracks=800, users=400, dim=16)
+# A dense world: 100 listeners each see most of 240 tracks over their sessions, so held-out
+# sessions show what they like and what they skip (the training tests' world).
+DENSE = WorldSpec(seed=3, tracks=240, users=100, dim=16, tracks_per_artist=8)
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +56,17 @@ def redis_url(redis_server) -> str:
     redis_server.command("FLUSHALL")
     redis_server.command("CONFIG", "RESETSTAT")
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World, Path]:
+    """4,000 Random-served sessions of the dense world through the real service: (log
+    directory, world, root holding `world/`)."""
+    from tests.servers import simulate_through_service
+
+    root = tmp_path_factory.mktemp("dense")
+    world = generate_world(DENSE)
+    world.save(root / "world")
+    simulate_through_service(root / "world", world, 'default = "random"\n', root / "log", episodes=4000, seed=4,
+                             chunk_size=100)
+    return root / "log", world, root

@@ -89,7 +89,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "d" / "artifacts" / "toppop" / "top_tracks.json").read_text())
     assert json.loads((tmp_path / "d" / "artifacts" / "user-based" / "manifest.json").read_text())["model"] == "user-based"
     assert "DEMO: treatments vs C (CUPED)" in run.stdout and "T4" in run.stdout
-    assert (tmp_path / "d" / "artifacts" / "sasrec" / "item2item.jsonl").is_file()
+    assert (tmp_path / "d" / "artifacts" / "sequential" / "item2item.jsonl").is_file()
     report = (tmp_path / "out" / "demo.html").read_text()
     assert report.count("<svg") >= 3 and "Day 2: experiment DEMO" in report and "src=\"http" not in report
     assert (tmp_path / "d" / "report.html").is_file()

@@ -24,7 +24,7 @@ PLAN = {
     "train": [
         {"model": "toppop", "name": "toppop"},
         {"model": "user-based", "name": "user-based"},
-        {"model": "sasrec", "name": "sasrec"},
+        {"model": "sequential", "name": "sequential"},
     ],
     "default": "random",
     "experiments": [{
@@ -34,8 +34,8 @@ PLAN = {
             {"recommender": {"kind": "sticky_artist", "fallback": "random"}},
             {"recommender": {"kind": "top_pop", "artifact": "toppop/top_tracks.json", "k": 100, "fallback": "random"}},
             {"recommender": {"kind": "indexed", "artifact": "user-based/recommendations.jsonl", "fallback": "random"}},
-            {"recommender": {"kind": "i2i", "artifact": "sasrec/item2item.jsonl", "pick": "ranked",
-                             "artist_discount": 0.71, "fallback": "random"}},
+            {"recommender": {"kind": "i2i", "artifact": "sequential/item2item.jsonl", "pick": "ranked",
+                             "artist_discount": 0.7, "fallback": "random"}},
         ],
     }],
 }

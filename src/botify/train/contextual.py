@@ -12,12 +12,9 @@ the `contextual` recommender with the previous track as the context.
 (context(start) + user(u)) · item(candidate); the homework's settings were dimension 64,
 learning rate 0.05, batch 2048. Its per-user lists use the user's latest session start.
 
-With `features` (the default), the context and candidate vectors each add an artist embedding
-and a projection of the track's catalog metadata (genres, main genre, mood, decade, country)
-to the track-id embeddings, and the candidate's bias reads the metadata too: id embeddings
-alone learn nothing from logs served at random, where each track met a few listeners, while
-what is learned about an artist or a genre carries over to all its tracks. Per-track lists
-then cover the whole catalog, tracks never played included.
+With `features = false` both sides are id embeddings only (the course's original model).
+The per-track lists carry the predicted time played as scores, so the `i2i` recommender can
+re-rank them by artist fatigue (`artist_discount`).
 """
 
 from __future__ import annotations
@@ -27,41 +24,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from botify.train.base import Model
+from botify.train.base import Lists, Model
 from botify.train.features import CatalogFeatures
 from botify.train.dataset import Interactions
-from botify.train.neural import batches, heard_by_user, require_torch, session_starts, top_k
+from botify.train.neural import batches, heard_by_user, require_torch, session_starts, top_k, top_k_scored
 from botify.world.model import Catalog
-
-
-def track_tower(torch, n: int, dim: int, catalog: Catalog, features: bool):
-    """A module giving each track's vector: its id embedding, plus (with `features`) an artist
-    embedding and a linear projection of its catalog metadata."""
-    nn = torch.nn
-
-    class TrackTower(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ids = nn.Embedding(n, dim)
-            nn.init.normal_(self.ids.weight, std=0.1)
-            self.features = features
-            if features:
-                from botify.train.sequential import TrackFeatures
-
-                found = TrackFeatures(catalog)
-                self.register_buffer("dense", torch.as_tensor(found.dense))
-                self.register_buffer("artists", torch.as_tensor(found.artist))
-                self.artist = nn.Embedding(int(found.artist.max()) + 1, dim)
-                nn.init.normal_(self.artist.weight, std=0.1)
-                self.meta = nn.Linear(found.dense.shape[1], dim)
-
-        def forward(self, tracks):
-            found = self.ids(tracks)
-            if self.features:
-                found = found + self.artist(self.artists[tracks]) + self.meta(self.dense[tracks])
-            return found
-
-    return TrackTower()
 
 
 @dataclass(kw_only=True)
@@ -83,7 +50,7 @@ class Contextual(Model):
     seed : int
         Seed of initialisation and sampling.
     features : bool
-        Add artist embeddings and catalog metadata to the id embeddings.
+        Add an artist embedding and the catalog metadata to each side's id embedding.
     """
 
     name = "contextual"
@@ -106,9 +73,10 @@ class Contextual(Model):
         rows = train.position > 0
         users, user_rows = np.unique(train.user, return_inverse=True)
         nn = torch.nn
-        features = CatalogFeatures.of(catalog)
-        dense, artists = torch.as_tensor(features.dense()), torch.as_tensor(features.artist)
+        features = CatalogFeatures(catalog)
+        dense, artists = torch.as_tensor(features.dense), torch.as_tensor(features.artist)
         n_artists = int(features.artist.max()) + 1
+        use_features = self.features
 
         class Side(nn.Module):
             """A track as a context or a candidate: id + artist embedding + catalog features."""
@@ -122,6 +90,8 @@ class Contextual(Model):
                     nn.init.normal_(table.weight, std=0.1)
 
             def forward(self, ids):
+                if not use_features:
+                    return self.id(ids)
                 return self.id(ids) + self.artist(artists[ids]) + self.features(dense[ids])
 
         context, item, bias = Side(dim), Side(dim), Side(1)
@@ -154,10 +124,16 @@ class Contextual(Model):
             people = person.weight.numpy()
         ones = np.ones((n, 1), dtype=np.float32)
         if not self.with_user:
-            keys = np.arange(n)  # catalog features give every track a list, played or not
+            # catalog features give every track a list, played or not
+            keys = np.arange(n) if self.features else np.unique(train.track)
             queries = np.hstack([contexts[keys], ones[keys]])
-            found = top_k(queries, items, self.size, [{int(k)} for k in keys])
-            self.recommendations = dict(zip(keys.tolist(), found))
+            ids, logits = top_k_scored(queries, items, min(n, self.size + 1))
+            self.recommendations, self.scores = {}, {}
+            for key, row, values in zip(keys.tolist(), ids, logits):
+                keep = (row >= 0) & (row != key)  # not the context track itself
+                self.recommendations[key] = row[keep][: self.size].tolist()
+                # the predicted time played, sigmoid(logit): non-increasing as the list is
+                self.scores[key] = (1.0 / (1.0 + np.exp(-values[keep][: self.size].astype(np.float64)))).tolist()
             return self
         latest_start = {}
         for user, start in zip(train.user.tolist(), starts.tolist()):
@@ -170,6 +146,13 @@ class Contextual(Model):
 
     def lists(self) -> dict[int, list[int]]:
         return self.recommendations
+
+    def artifacts(self) -> dict[str, Lists]:
+        """Per-track lists with the predicted time played as scores (so the `i2i` recommender
+        can re-rank them by artist fatigue); per-user lists as before."""
+        if self.with_user:
+            return super().artifacts()
+        return {"item2item.jsonl": Lists("track", self.recommendations, self.scores)}
 
 
 @dataclass(kw_only=True)

@@ -67,7 +67,7 @@ class DSSM(Model):
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         dim, hidden = self.dim, self.hidden
-        features = torch.as_tensor(CatalogFeatures.of(catalog).dense())
+        features = torch.as_tensor(CatalogFeatures(catalog).dense)
         artists = torch.as_tensor(catalog.artist_codes.astype(np.int64))
         liked = train.take(train.time >= self.min_time)
         users, user_rows = np.unique(liked.user, return_inverse=True)
@@ -92,7 +92,8 @@ class DSSM(Model):
             block = history[rows]
             used, columns = np.unique(block.indices, return_inverse=True)
             coo = sparse.csr_matrix((block.data, columns, block.indptr), shape=(len(rows), len(used))).tocoo()
-            weights = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data.astype(np.float32), coo.shape)
+            weights = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data.astype(np.float32), coo.shape,
+                                              check_invariants=False)
             return nn.functional.normalize(user_tower(torch.sparse.mm(weights, inputs(torch.as_tensor(used)))), dim=1)
 
         for _ in range(self.epochs):

@@ -9,8 +9,6 @@ listeners reward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from botify.world.model import Catalog
@@ -23,19 +21,11 @@ def _codes(values: list) -> np.ndarray:
     return codes.astype(np.int64)
 
 
-@dataclass(frozen=True)
 class CatalogFeatures:
-    """Per track: artist, main genre, mood, decade and country codes, and a genres multi-hot."""
+    """The public catalog as arrays: artist, main genre, mood, decade and country codes, a
+    genres multi-hot, their dense one-/multi-hot concatenation, and pairwise match features."""
 
-    artist: np.ndarray
-    main_genre: np.ndarray
-    mood: np.ndarray
-    decade: np.ndarray
-    country: np.ndarray
-    genres: np.ndarray  # (tracks, genres) float32 multi-hot
-
-    @classmethod
-    def of(cls, catalog: Catalog) -> CatalogFeatures:
+    def __init__(self, catalog: Catalog) -> None:
         records = catalog.records
         genre_index: dict[str, int] = {}
         rows, cols = [], []
@@ -43,49 +33,36 @@ class CatalogFeatures:
             for genre in record.get("genres") or []:
                 rows.append(record["track"])
                 cols.append(genre_index.setdefault(str(genre), len(genre_index)))
-        genres = np.zeros((catalog.size, max(1, len(genre_index))), dtype=np.float32)
-        genres[rows, cols] = 1.0
-        return cls(
-            artist=catalog.artist_codes.astype(np.int64),
-            main_genre=_codes([record.get("artist_genre") for record in records]),
-            mood=_codes([record.get("mood") for record in records]),
-            decade=_codes([int(record.get("year") or 0) // 10 for record in records]),
-            country=_codes([record.get("artist_country") for record in records]),
-            genres=genres,
-        )
-
-    @property
-    def size(self) -> int:
-        return len(self.artist)
-
-    def dense(self) -> np.ndarray:
-        """One-hot main genre, mood, decade and country beside the genres multi-hot (float32)."""
+        self.size = catalog.size
+        self.genres = np.zeros((catalog.size, max(1, len(genre_index))), dtype=np.float32)
+        self.genres[rows, cols] = 1.0
+        self.artist = catalog.artist_codes.astype(np.int64)
+        self.codes = np.stack([
+            _codes([record.get("artist_genre") for record in records]),
+            _codes([record.get("mood") for record in records]),
+            _codes([int(record.get("year") or 0) // 10 for record in records]),
+            _codes([record.get("artist_country") for record in records]),
+        ])
         blocks = [self.genres]
-        for codes in (self.main_genre, self.mood, self.decade, self.country):
+        for codes in self.codes:
             block = np.zeros((self.size, int(codes.max()) + 1), dtype=np.float32)
             block[np.arange(self.size), codes] = 1.0
             blocks.append(block)
-        return np.hstack(blocks)
+        self.dense = np.hstack(blocks)
 
-    def weighted_matches(self, anchors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """For each anchor and every catalog track, the match features (`MATCHES` order)
-        weighted by `weights` and summed: shape (anchors, tracks), computed without building
-        the (anchors, tracks, features) array."""
-        a = anchors[:, None]
-        total = weights[1] * (self.genres[anchors] @ self.genres.T)
-        for weight, codes in zip((weights[0], weights[2], weights[3], weights[4], weights[5]),
-                                 (self.artist, self.main_genre, self.mood, self.decade, self.country)):
-            total += np.float32(weight) * (codes[a] == codes[None, :])
-        return total
+    def pairs(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Match features (`MATCHES`) of aligned pairs, broadcasting: shape (..., 6)."""
+        overlap = np.einsum("...g,...g->...", self.genres[anchors], self.genres[candidates])
+        same = [self.artist[anchors] == self.artist[candidates], overlap]
+        same += [codes[anchors] == codes[candidates] for codes in self.codes]
+        return np.stack(same, axis=-1).astype(np.float32)
 
-    def pair_matches(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Match features of aligned pairs (anchors[i], candidates[i]): shape (..., 6)."""
-        overlap = (self.genres[anchors] * self.genres[candidates]).sum(-1)
-        return np.stack([
-            self.artist[anchors] == self.artist[candidates],
-            overlap,
-            self.main_genre[anchors] == self.main_genre[candidates],
-            self.mood[anchors] == self.mood[candidates],
-            self.decade[anchors] == self.decade[candidates],
-            self.country[anchors] == self.country[candidates],
-        ], axis=-1).astype(np.float32)
+    def scored(self, anchors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """`weights` · match features of each anchor with every track, (anchors, tracks): one
+        matrix product over the one-/multi-hot columns plus the same-artist comparison."""
+        scale = np.concatenate([np.full(self.genres.shape[1], weights[1], dtype=np.float32)]
+                               + [np.full(int(codes.max()) + 1, w, dtype=np.float32)
+                                  for codes, w in zip(self.codes, weights[2:])])
+        found = (self.dense[anchors] * scale) @ self.dense.T
+        found += weights[0] * (self.artist[anchors][:, None] == self.artist[None, :])
+        return found

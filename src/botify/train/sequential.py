@@ -34,63 +34,9 @@ import numpy as np
 
 from botify.train.base import Lists, Model
 from botify.train.dataset import Interactions
+from botify.train.features import MATCHES, CatalogFeatures
 from botify.train.neural import require_torch
 from botify.world.model import Catalog
-
-MATCHES = ("same_artist", "shared_genres", "same_main_genre", "same_mood", "same_decade", "same_country")
-
-
-def _codes(values: list) -> np.ndarray:
-    _, codes = np.unique(np.asarray([str(value) for value in values]), return_inverse=True)
-    return codes.astype(np.int64)
-
-
-class TrackFeatures:
-    """The public catalog as arrays: artist, main genre, mood, decade and country codes, a
-    genres multi-hot, their dense one-/multi-hot concatenation, and pairwise match features."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        records = catalog.records
-        genre_index: dict[str, int] = {}
-        rows, cols = [], []
-        for record in records:
-            for genre in record.get("genres") or []:
-                rows.append(record["track"])
-                cols.append(genre_index.setdefault(str(genre), len(genre_index)))
-        self.size = catalog.size
-        self.genres = np.zeros((catalog.size, max(1, len(genre_index))), dtype=np.float32)
-        self.genres[rows, cols] = 1.0
-        self.artist = catalog.artist_codes.astype(np.int64)
-        self.codes = np.stack([
-            _codes([record.get("artist_genre") for record in records]),
-            _codes([record.get("mood") for record in records]),
-            _codes([int(record.get("year") or 0) // 10 for record in records]),
-            _codes([record.get("artist_country") for record in records]),
-        ])
-        blocks = [self.genres]
-        for codes in self.codes:
-            block = np.zeros((self.size, int(codes.max()) + 1), dtype=np.float32)
-            block[np.arange(self.size), codes] = 1.0
-            blocks.append(block)
-        self.dense = np.hstack(blocks)
-
-    def pairs(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Match features (`MATCHES`) of aligned pairs, broadcasting: shape (..., 6)."""
-        overlap = np.einsum("...g,...g->...", self.genres[anchors], self.genres[candidates])
-        same = [self.artist[anchors] == self.artist[candidates], overlap]
-        same += [codes[anchors] == codes[candidates] for codes in self.codes]
-        return np.stack(same, axis=-1).astype(np.float32)
-
-    def scored(self, anchors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """`weights` · match features of each anchor with every track, (anchors, tracks): one
-        matrix product over the one-/multi-hot columns plus the same-artist comparison."""
-        scale = np.concatenate([np.full(self.genres.shape[1], weights[1], dtype=np.float32)]
-                               + [np.full(int(codes.max()) + 1, w, dtype=np.float32)
-                                  for codes, w in zip(self.codes, weights[2:])])
-        found = (self.dense[anchors] * scale) @ self.dense.T
-        found += weights[0] * (self.artist[anchors][:, None] == self.artist[None, :])
-        return found
-
 
 def session_matrix(train: Interactions, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Sessions as rows of their first `length` tracks and times played; -1 pads tracks."""
@@ -103,7 +49,7 @@ def session_matrix(train: Interactions, length: int) -> tuple[np.ndarray, np.nda
     return tracks, times
 
 
-def _session_matches(features: TrackFeatures, tracks: np.ndarray, times: np.ndarray) -> np.ndarray:
+def _session_matches(features: CatalogFeatures, tracks: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Per (session, position p): the candidate at p matched with the session's first track,
     and the time-weighted mean of its matches with the plays before p: shape (S, L, 12)."""
     safe = np.maximum(tracks, 0)
@@ -121,7 +67,7 @@ def _session_matches(features: TrackFeatures, tracks: np.ndarray, times: np.ndar
     return np.concatenate([first, weighted], axis=-1)
 
 
-def _earlier_artist_plays(features: TrackFeatures, tracks: np.ndarray) -> np.ndarray:
+def _earlier_artist_plays(features: CatalogFeatures, tracks: np.ndarray) -> np.ndarray:
     artist = np.where(tracks >= 0, features.artist[np.maximum(tracks, 0)], -1)
     earlier = np.zeros(tracks.shape, dtype=np.float32)
     for position in range(1, tracks.shape[1]):
@@ -166,7 +112,7 @@ class SequentialModel(Model):
     name = "sequential"
     artifact_kind = "track"
     dim: int = 48
-    layers: int = 1
+    layers: int = 2
     heads: int = 2
     length: int = 24
     track_embedding: bool = True
@@ -178,7 +124,7 @@ class SequentialModel(Model):
     size: int = 100
     seed: int = 42
 
-    def _network(self, torch, features: TrackFeatures):
+    def _network(self, torch, features: CatalogFeatures):
         nn = torch.nn
         dim, length, use_ids = self.dim, self.length, self.track_embedding
         dense = torch.as_tensor(features.dense)
@@ -226,17 +172,9 @@ class SequentialModel(Model):
 
     def fit(self, train: Interactions, catalog: Catalog) -> SequentialModel:
         torch = require_torch()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small tensors: one thread is faster, and immune to busy cores
-        try:
-            return self._fit(torch, train, catalog)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _fit(self, torch, train: Interactions, catalog: Catalog) -> SequentialModel:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        features = TrackFeatures(catalog)
+        features = CatalogFeatures(catalog)
         tracks, times = session_matrix(train, self.length)
         useful = (tracks[:, 1:] >= 0).any(axis=1)
         tracks, times = tracks[useful], times[useful]
@@ -276,7 +214,7 @@ class SequentialModel(Model):
         self._lists(torch, network, features)
         return self
 
-    def _lists(self, torch, network, features: TrackFeatures, block: int = 500) -> None:
+    def _lists(self, torch, network, features: CatalogFeatures, block: int = 500) -> None:
         """Every track's best next tracks for a session that so far holds just it, played in
         full, scored in blocks of anchors against the whole catalog."""
         n = features.size
