@@ -33,7 +33,7 @@ MODELS = [
     ("lightgcn", {}),
     ("diverse", {"base": "user-based"}),
     ("session-knn", {}),
-    ("sasrec", {}),
+    ("sequential", {}),
 ]
 
 
