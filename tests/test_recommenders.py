@@ -261,3 +261,19 @@ def test_last_liked_uses_the_last_liked_track_then_borrows(small_world: World, t
     # Nothing liked at all: the contextual fallback answers from the previous track.
     fallback = ask(recommender, 3, 0, [(0, 0.2)])
     assert fallback.fallback and fallback.recommender == "contextual(ctx.jsonl)"
+
+
+def test_a_plugin_in_the_current_directory_gets_the_serving_step(small_world: World, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """`kind = "module:Class"` loads from the current directory; a plugin that only proposes
+    candidates gets the shared serving step (heard filter, re-ranking, pick) and its params."""
+    (tmp_path / "botify_plugin_here.py").write_text(
+        "from botify.service import Recommender\n"
+        "class Mine(Recommender):\n"
+        "    async def candidates(self, query):\n"
+        "        return self.spec.params['tracks'], None\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = {"kind": "botify_plugin_here:Mine", "params": {"tracks": [70, 71, 72]}, "ranked": True}
+    recommender = chain(small_world, spec, tmp_path)
+    assert ask(recommender, 1, 70, [(70, 1.0)]) == (71, "botify_plugin_here:Mine", False)

@@ -7,7 +7,6 @@ process runs them, so the same seed gives the same sessions in one process or ma
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import queue
 import time
@@ -19,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from botify.errors import BotifyError
+from botify.plugins import load_object
 from botify.sim.agents import Agent, ConsoleAgent, Observation, OracleAgent, RandomAgent
 from botify.sim.engine import DEFAULT_MAX_STEPS, ListenerModel
 from botify.world.model import World
@@ -67,11 +67,7 @@ def make_agent(spec: AgentSpec, world: World) -> Agent:
         agent.check()
         return agent
     if ":" in spec.kind:
-        module_name, _, attribute = spec.kind.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise BotifyError(f"cannot load agent {spec.kind!r}: {error}") from error
+        factory = load_object(spec.kind, "agent")
         try:
             agent = factory(world)
         except TypeError as error:

@@ -159,20 +159,15 @@ class Contextual(Model):
 class ContextualUser(Contextual):
     """PyTorch: the contextual model plus a user embedding; per-user lists (for `indexed`).
 
+    The homework's settings are the defaults; parameters not listed here are documented on
+    `contextual`.
+
     Parameters
     ----------
     dim : int
         Embedding size (the homework's 64).
-    epochs : int
-        Passes over the plays.
     lr : float
         Adam's learning rate (the homework's 0.05).
-    batch : int
-        Plays per step.
-    size : int
-        Length of each list.
-    seed : int
-        Seed of initialisation and sampling.
     """
 
     name = "contextual-user"
