@@ -30,3 +30,13 @@ def top_k_unseen(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndar
     ranked = np.take_along_axis(top, order, axis=1)
     valid = np.isfinite(np.take_along_axis(scores, ranked, axis=1))
     return np.where(valid, ranked, -1)
+
+
+def top_k_others(scores: np.ndarray, anchors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item-to-item scoring in blocks: `scores` is (anchors, tracks); per row, the k best tracks
+    other than the row's own anchor, best first with ties by track id, and their scores."""
+    scores[np.arange(len(anchors)), anchors] = -np.inf  # not the anchor itself
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -values), axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)

@@ -35,6 +35,7 @@ import numpy as np
 from botify.train.base import Lists, Model
 from botify.train.dataset import Interactions
 from botify.train.features import MATCHES, CatalogFeatures
+from botify.train.matrix import top_k_others
 from botify.train.neural import require_torch
 from botify.world.model import Catalog
 
@@ -232,11 +233,8 @@ class SequentialModel(Model):
                 ids = torch.as_tensor(anchors).unsqueeze(1)
                 state = network.states(ids, torch.ones(ids.shape)).squeeze(1).numpy()
                 logits = state @ candidates.T + bias + features.scored(anchors, weights)
-                logits[np.arange(len(anchors)), anchors] = -np.inf
-                top = np.argpartition(-logits, size - 1, axis=1)[:, :size]
-                order = np.lexsort((top, -np.take_along_axis(logits, top, axis=1)), axis=1)
-                best = np.take_along_axis(top, order, axis=1)
-                chosen = np.take_along_axis(logits, best, axis=1).astype(np.float64)
+                best, chosen = top_k_others(logits, anchors, size)
+                chosen = chosen.astype(np.float64)
                 probability = 1.0 / (1.0 + np.exp(-chosen))
                 for row, anchor in enumerate(anchors.tolist()):
                     self.recommendations[anchor] = best[row].tolist()

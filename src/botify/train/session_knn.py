@@ -40,6 +40,7 @@ from scipy import sparse
 
 from botify.train.base import Lists, Model
 from botify.train.dataset import Interactions
+from botify.train.matrix import top_k_others
 from botify.world.model import Catalog
 
 
@@ -109,11 +110,7 @@ class SessionKNN(Model):
             scores = tracks[anchors].toarray()
             if self.artist_weight:
                 scores += artists[artist[anchors]][:, artist]
-            scores[np.arange(len(anchors)), anchors] = -np.inf  # not the anchor itself
-            top = np.argpartition(-scores, size - 1, axis=1)[:, :size]
-            values = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -values), axis=1)  # best first, ties by track id
-            best, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+            best, values = top_k_others(scores, anchors, size)
             keep = values > 0  # only tracks something in the logs relates to the anchor
             for row, anchor in enumerate(anchors.tolist()):
                 if keep[row, 0]:
@@ -152,11 +149,7 @@ class SessionKNN(Model):
             anchors = np.arange(start, min(n, start + self.block))
             prior = artists[artist[anchors]][:, artist]
             scores = (together[anchors].toarray() + self.prior * prior) / (weighted[anchors].toarray() + self.prior)
-            scores[np.arange(len(anchors)), anchors] = -np.inf  # not the anchor itself
-            top = np.argpartition(-scores, size - 1, axis=1)[:, :size]
-            values = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -values), axis=1)
-            best, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+            best, values = top_k_others(scores, anchors, size)
             for row, anchor in enumerate(anchors.tolist()):
                 self.recommendations[anchor] = best[row].tolist()
                 self.scores[anchor] = values[row].tolist()
