@@ -101,17 +101,18 @@ class DailyLoop:
             raise BotifyError(f"the service refused the reload: {body.decode(errors='replace')}")
 
     def _train(self, day: int) -> None:
+        from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
         logs = sorted(str(path) for files in self.day_files.values() for path in files)
         for spec in self.plan.train:
+            out = self.artifacts / spec.name
             started = time.monotonic()
-            with console.status(f"training {spec.model} → {self.artifacts / spec.name}"):
-                model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json",
-                                             self.artifacts / spec.name, spec.params)
+            with console.status(f"training {spec.model} → {out}"):
+                model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json", out, spec.params)
             seconds = time.monotonic() - started
-            console.print(f"trained {spec.model} → {self.artifacts / spec.name} in {seconds:.1f} s "
-                          f"(fit {metrics['train_seconds']:.1f} s; {', '.join(model.artifacts())})")
+            files = ", ".join(read_manifest(out)["artifacts"])
+            console.print(f"trained {spec.model} → {out} in {seconds:.1f} s (fit {metrics['train_seconds']:.1f} s; {files})")
             self.summary["training"].append({"day": day, "model": spec.model, "name": spec.name,
                                              "parameters": model.get_params(), "seconds": round(seconds, 2),
                                              "fit_seconds": metrics["train_seconds"]})
@@ -144,9 +145,10 @@ class DailyLoop:
         from botify.artifacts import read_artifact
         from botify.train.dataset import read_interactions
         from botify.train.evaluate import evaluate_next_track
+        from botify.world.model import Catalog
 
         test = read_interactions(self.day_files[day])
-        n_tracks = sum(1 for _ in (self.world_dir / "tracks.json").open("rb"))
+        n_tracks = Catalog.load(self.world_dir / "tracks.json").size
         rows = []
         for name, treatment in zip(experiment.treatment_names, experiment.treatments):
             spec = treatment.recommender

@@ -52,12 +52,13 @@ def _command(name: str, model_class=None) -> click.Command:
     @click.option("--projector", is_flag=True,
                   help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
     def command(logs, catalog, out, params, test_share, projector) -> None:
+        from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
-        model, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
-                                     projector=projector)
+        _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
+                                 projector=projector)
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
-        files = ", ".join(model.artifacts())
+        files = ", ".join(read_manifest(out)["artifacts"])
         click.echo(f"{name}: {files} written to {out} ({shown})")
 
     return click.command(name=name, help=_help(model_class) if model_class else None)(command)

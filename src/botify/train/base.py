@@ -145,14 +145,14 @@ class Model(ABC):
     def save(self, out: Path, manifest: dict) -> list[Path]:
         """Write every artifact and a manifest (model, parameters, + `manifest`) into `out`."""
         out = Path(out)
-        written = [write_artifact(out / file, item.kind, item.lists, item.scores)
-                   for file, item in self.artifacts().items()]
+        artifacts = self.artifacts()  # item-to-item lists from vectors are computed here: once
+        written = [write_artifact(out / file, item.kind, item.lists, item.scores) for file, item in artifacts.items()]
         write_manifest(out, {
             "model": self.name,
             "parameters": self.get_params(),
             "artifact": written[0].name,
             "artifact_kind": self.artifact_kind,
-            "artifacts": {path.name: kind for path, kind in zip(written, (i.kind for i in self.artifacts().values()))},
+            "artifacts": {file: item.kind for file, item in artifacts.items()},
             "learned": self.learned(),
             **manifest,
         })
