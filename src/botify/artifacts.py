@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -41,6 +42,13 @@ class ArtifactError(BotifyError):
     """An artifact file is missing or not in one of the formats above."""
 
 
+class Ranked(NamedTuple):
+    """An artifact's list for one key: tracks best first, and their scores if it has any."""
+
+    tracks: list[int]
+    scores: list[float] | None
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One artifact: ranked track ids by key (user, track, or 0 for a top list), with optional
@@ -52,9 +60,9 @@ class Artifact:
     scores: dict[int, list[float]] = field(default_factory=dict)
     digest: str = ""
 
-    def ranked(self, key: int) -> tuple[list[int], list[float] | None] | None:
+    def ranked(self, key: int) -> Ranked | None:
         tracks = self.lists.get(key)
-        return None if tracks is None else (tracks, self.scores.get(key))
+        return None if tracks is None else Ranked(tracks, self.scores.get(key))
 
 
 def _check_tracks(values: object, n_tracks: int, where: str) -> list[int]:

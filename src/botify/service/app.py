@@ -135,9 +135,11 @@ class Service:
         self._requests += 1
         return f"{self.worker}-{self._requests}"
 
+    def _played(self, listen: ListenBody) -> Listen:
+        return Listen(listen.track, listen.time, int(self.artist_codes[listen.track]))
+
     async def next(self, user: int, listen: ListenBody, started: float) -> bytes:
-        played = Listen(listen.track, listen.time, int(self.artist_codes[listen.track]))
-        session, history = await self.store.listen(user, played)
+        session, history = await self.store.listen(user, self._played(listen))
         experiments, chain = self._route(user)
         answer = await chain.recommend(Query(user, listen.track, listen.time, session, history))
         self.log.append({
@@ -149,7 +151,7 @@ class Service:
         return orjson.dumps({"user": user, "track": answer.track})
 
     async def last(self, user: int, listen: ListenBody, started: float) -> bytes:
-        await self.store.listen(user, Listen(listen.track, listen.time, int(self.artist_codes[listen.track])), close=True)
+        await self.store.listen(user, self._played(listen), close=True)
         experiments, _ = self._route(user)
         self.log.append({
             "message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,

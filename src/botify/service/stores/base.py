@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from botify.errors import BotifyError
-from botify.artifacts import Artifact
+from botify.artifacts import Artifact, Ranked
 from botify.world.model import Catalog
 
 
@@ -22,13 +22,6 @@ class Listen(NamedTuple):
     track: int
     time: float
     artist: int = -1
-
-
-class Ranked(NamedTuple):
-    """An artifact's list for one key: tracks best first, and their scores if it has any."""
-
-    tracks: list[int]
-    scores: list[float] | None
 
 
 def data_version(catalog_digest: str, artifacts: dict[str, Artifact]) -> str:

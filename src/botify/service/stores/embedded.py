@@ -44,32 +44,28 @@ class EmbeddedStore(Store):
             history = self._histories[user] = deque(maxlen=self.history_length)
         history.appendleft(listen)
         now = time.monotonic()
-        if now - self._session_seen.get(user, now) > self.session_ttl:  # an abandoned session expires
-            self._sessions.pop(user, None)
-        session = self._sessions.pop(user, None) if close else self._sessions.get(user)
-        self._session_seen[user] = now
-        if close:
-            self._session_seen.pop(user, None)
-        if session is None:
+        session, seen = self._sessions.pop(user, None), self._session_seen.pop(user, None)
+        if session is None or now - seen > self.session_ttl:  # none open, or abandoned: a new one
             session = deque(maxlen=self.session_length)
-            if not close:
-                self._sessions[user] = session
         session.append(listen)
+        if not close:  # /last closes it
+            self._sessions[user], self._session_seen[user] = session, now
         return list(session), list(history)
 
     async def history(self, user: int) -> list[Listen]:
         return list(self._histories.get(user, ()))
 
     async def session(self, user: int) -> list[Listen]:
-        if time.monotonic() - self._session_seen.get(user, time.monotonic()) > self.session_ttl:
+        seen = self._session_seen.get(user)
+        if seen is None or time.monotonic() - seen > self.session_ttl:
             return []
-        return list(self._sessions.get(user, ()))
+        return list(self._sessions[user])
 
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         found = self._artifacts.get(artifact)
         if found is None:
             return [None] * len(keys)
-        return [None if (item := found.ranked(key)) is None else Ranked(*item) for key in keys]
+        return [found.ranked(key) for key in keys]
 
     async def like(self, user: int, track: int) -> None:
         self._liked.setdefault(user, {})[track] = None
