@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,12 +136,19 @@ def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert len(json.loads((tmp_path / "top" / "top_tracks.json").read_text())) == 50
     table = subprocess.run([sys.executable, "-m", "botify", "evaluate", str(tmp_path / "top"), "--logs", str(log_dir),
-                            "--train-logs", str(log_dir), "--catalog", catalog, "--format", "json"],
+                            "--train-logs", str(log_dir), "--catalog", str(root / "world"), "--format", "json"],
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr
     rows = json.loads(table.stdout)
     assert [row["model"] for row in rows][-1] == "toppop (top)" and len(rows) == 4
     assert all("next_ndcg@10" in row for row in rows)
+    narrow = subprocess.run([sys.executable, "-m", "botify", "evaluate", str(tmp_path / "top"), "--logs", str(log_dir),
+                             "--train-logs", str(log_dir), "--catalog", catalog],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and any("next-track (session) queries" in line for line in lines)
+    assert any(line.startswith("│ toppop (top)") and "…" not in line for line in lines)  # nothing cut at 80 columns
     bad = subprocess.run([sys.executable, "-m", "botify", "train", "mf", "--logs", str(log_dir), "--catalog", catalog,
                           "--out", str(tmp_path / "x"), "--param", "flavour=1"], capture_output=True, text=True)
     assert bad.returncode == 1 and "mf has no parameter 'flavour'" in bad.stderr

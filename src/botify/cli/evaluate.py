@@ -32,7 +32,8 @@ def _read_lists(directory: Path, n_tracks: int) -> list[tuple[str, str, dict[int
 @click.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--logs", multiple=True, required=True, help="Held-out logs to evaluate on; repeatable.")
-@click.option("--catalog", type=click.Path(path_type=Path), required=True, help="The world's tracks.json.")
+@click.option("--catalog", type=click.Path(path_type=Path), required=True,
+              help="The world's tracks.json (or its directory).")
 @click.option("--train-logs", multiple=True, help="Logs the models trained on: adds the popularity baselines.")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--min-time", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -44,9 +45,9 @@ def evaluate(artifacts, logs, catalog, train_logs, k, min_time, output) -> None:
     that was played at least --min-time, its rank in the list the service would consult."""
     from botify.train.dataset import read_interactions
     from botify.train.evaluate import evaluate_lists, evaluate_next_track, popularity_baselines
-    from botify.world.model import Catalog
+    from botify.world.model import Catalog, catalog_path
 
-    n_tracks = Catalog.load(catalog).size
+    n_tracks = Catalog.load(catalog_path(catalog)).size
     test = read_interactions(list(logs))
     rows = []
     if train_logs:
@@ -67,13 +68,18 @@ def evaluate(artifacts, logs, catalog, train_logs, k, min_time, output) -> None:
     if output == "json":
         click.echo(json.dumps([{"model": name, "kind": kind, **metrics} for name, kind, metrics in results], indent=2))
         return
-    table = Table(title=f"offline evaluation on {test.size:,} held-out interactions (relevant: time >= {min_time})")
-    columns = list(results[0][2])
-    table.add_column("model")
-    table.add_column("lists by")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, kind, metrics in results:
-        table.add_row(name, kind, *[f"{metrics[c]:,}" if c.endswith("queries") else f"{metrics[c]:.4f}"
-                                    for c in columns])
-    console.print(table)
+    console.print(f"offline evaluation on {test.size:,} held-out interactions (relevant: time >= {min_time})")
+    # Two narrow tables rather than one wide one, so that both stay readable at 80 columns.
+    per_user = [("prec", f"precision@{k}"), ("recall", f"recall@{k}"), ("mrr", "mrr"), ("ndcg", f"ndcg@{k}"),
+                ("cover", "coverage"), ("queries", "queries")]
+    next_track = [("hit", f"next_hit@{k}"), ("mrr", "next_mrr"), ("ndcg", f"next_ndcg@{k}"), ("queries", "next_queries")]
+    for title, columns in ((f"relevant tracks per list key (the user; for per-track lists, the previous track), @{k}", per_user), (f"next-track (session) queries, @{k}", next_track)):
+        table = Table(title=title, title_justify="left")
+        table.add_column("model", overflow="fold", ratio=1)
+        table.add_column("by", no_wrap=True)
+        for header, _ in columns:
+            table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+        for name, kind, metrics in results:
+            table.add_row(name, kind, *[f"{metrics[key]:,}" if key.endswith("queries") else f"{metrics[key]:.4f}"
+                                        for _, key in columns])
+        console.print(table)

@@ -8,6 +8,7 @@ trains a user's own `botify.train.Model` subclass the same way.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import click
@@ -35,7 +36,8 @@ def _type_name(annotation) -> str:
 def _help(model_class) -> str:
     lines = [model_class.summary(), "", "\b", "Parameters (--param name=value):"]
     for param in model_class.params():
-        lines.append(f"  {param.name} ({_type_name(param.annotation)}, default {param.default!r}): {param.help}")
+        entry = f"{param.name} ({_type_name(param.annotation)}, default {param.default!r}): {param.help}"
+        lines.append(textwrap.fill(entry, width=76, initial_indent="  ", subsequent_indent="      "))
     return "\n".join(lines)
 
 
