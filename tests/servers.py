@@ -68,12 +68,16 @@ class RedisServer:
         return subprocess.run([cli, "-p", str(self.port), *args], capture_output=True, text=True, check=True).stdout
 
 
+ADMIN = "test-admin-token"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+
+
 class ServiceThread:
     """The botify app on uvicorn in a thread of this process, so tests can look inside it."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.port = free_port()
-        self.settings = settings.model_copy(update={"port": self.port})
+        self.settings = settings.model_copy(update={"port": self.port, "admin_token": settings.admin_token or ADMIN})
         self.app = BotifyApp(self.settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="on", loop="asyncio")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
+import itertools
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from botify.errors import BotifyError
 from botify.service import Query, Recommender, RecommenderSpec, ServiceSettings
 from botify.service.app import ServiceData
 from botify.artifacts import ArtifactError, read_artifact
-from botify.service.recommenders import Chain, Resources
+from botify.service.recommenders import Chain, Resources, request_seed
 from botify.service.stores import EmbeddedStore, Listen
 from botify.world import World
 from tests.servers import ServiceThread, read_events
@@ -30,13 +30,16 @@ def write_artifacts(directory: Path) -> Path:
     return directory
 
 
-def chain(world: World, spec: dict, artifacts_dir: Path, seed: int = 0) -> Chain:
+_REQUESTS = itertools.count(1)
+
+
+def chain(world: World, spec: dict, artifacts_dir: Path) -> Chain:
     spec_model = RecommenderSpec.model_validate(spec)
     names = {item.artifact for item in spec_model.chain() if item.artifact}
     artifacts = {name: read_artifact(artifacts_dir / name, world.catalog.size) for name in names}
     store = EmbeddedStore(50)
     asyncio.run(store.load(world.catalog, "d", artifacts))
-    return Chain(spec_model, Resources(world.catalog, store, random.Random(seed)))
+    return Chain(spec_model, Resources(world.catalog, store))
 
 
 def ask(recommender: Chain, user: int, track: int, session: list[tuple[int, float]] = ()):
@@ -44,7 +47,8 @@ def ask(recommender: Chain, user: int, track: int, session: list[tuple[int, floa
     just `track`, played in full)."""
     artists = recommender.members[0].artist_of
     listens = [Listen(t, played, int(artists[t])) for t, played in session] or [Listen(track, 1.0, int(artists[track]))]
-    return asyncio.run(recommender.recommend(Query(user, track, listens[-1].time, listens)))
+    seed = request_seed(0, user, next(_REQUESTS))  # a new request each time, as the service numbers them
+    return asyncio.run(recommender.recommend(Query(user, track, listens[-1].time, listens, seed=seed)))
 
 
 def test_top_pop_samples_the_top_k_unheard(small_world: World, tmp_path: Path) -> None:
@@ -151,7 +155,7 @@ def test_softmax_and_top_k_sampling(small_world: World, tmp_path: Path) -> None:
     assert {ask(cold, 1, 0).track for _ in range(50)} == {60}
     warm = chain(small_world, {**base, "temperature": 5.0}, tmp_path)
     assert {ask(warm, 1, 0).track for _ in range(200)} == {60, 61, 62}
-    medium = chain(small_world, {**base, "temperature": 0.3}, tmp_path, seed=3)
+    medium = chain(small_world, {**base, "temperature": 0.3}, tmp_path)
     counts = [ask(medium, 1, 0).track for _ in range(2000)]
     # exp(0.9/0.3) : exp(0.6/0.3) : exp(0.1/0.3) → shares 0.70, 0.26, 0.05
     assert abs(counts.count(60) / 2000 - 0.70) < 0.04 and abs(counts.count(62) / 2000 - 0.05) < 0.02

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from botify.service import ServiceSettings
-from tests.servers import ServiceThread, read_events
+from tests.servers import ADMIN_HEADERS, ServiceThread, read_events
 from tests.test_service import Client
 
 
@@ -42,11 +42,11 @@ def test_reload_under_load_drops_nothing(small_world_dir: Path, tmp_path: Path) 
             thread.start()
         time.sleep(0.5)
         (artifacts / "top" / "top_tracks.json").write_text(json.dumps([20, 21, 22]))
-        status, answer = client.call("POST", "/admin/reload", b"")
+        status, answer = client.call("POST", "/admin/reload", b"", ADMIN_HEADERS)
         assert status == 200 and answer["previous_version"] == before and answer["data_version"] != before
-        time.sleep(0.5)
+        time.sleep(1.0)  # reloads are at least reload_interval (1 s) apart
         (artifacts / "top" / "top_tracks.json").write_text("[1, 2, ")  # broken
-        status, refused = client.call("POST", "/admin/reload", b"")
+        status, refused = client.call("POST", "/admin/reload", b"", ADMIN_HEADERS)
         assert status == 422 and "still serving" in refused["detail"]
         time.sleep(0.3)
         stop.set()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from botify.artifacts import Artifact
-from botify.service.stores import EmbeddedStore, Listen, Ranked, StoreUnavailable
+from botify.service.stores import EmbeddedStore, InFlight, Listen, Ranked, StoreUnavailable
 from botify.service.stores.redis import COOL_DOWN, RedisStore
 from botify.world import World
 
@@ -59,7 +59,7 @@ def test_histories_keep_the_last_n_newest_first(make_store, small_world: World) 
         store = await _loaded(make_store(history_length=3), small_world)
         assert await store.history(1) == []
         for track, time_played in [(10, 1.0), (11, 0.5), (12, 0.0), (13, 0.25)]:
-            _, history = await store.listen(1, Listen(track, time_played, 7))
+            _, history, *_ = await store.listen(1, Listen(track, time_played, 7))
         assert history == [Listen(13, 0.25, 7), Listen(12, 0.0, 7), Listen(11, 0.5, 7)]
         assert await store.history(1) == history
         assert await store.history(2) == []
@@ -75,17 +75,17 @@ def test_sessions_open_at_next_and_close_at_last(make_store, small_world: World)
     async def scenario():
         store = await _loaded(make_store(history_length=3), small_world)
         assert await store.session(1) == []
-        session, _ = await store.listen(1, Listen(10, 1.0, 4))
+        session, _, *_ = await store.listen(1, Listen(10, 1.0, 4))
         assert session == [Listen(10, 1.0, 4)]
-        session, history = await store.listen(1, Listen(11, 0.5, 5))
+        session, history, *_ = await store.listen(1, Listen(11, 0.5, 5))
         assert session == [Listen(10, 1.0, 4), Listen(11, 0.5, 5)]
         assert history == [Listen(11, 0.5, 5), Listen(10, 1.0, 4)]
         await store.listen(2, Listen(20, 1.0, 9))  # another user's session is their own
-        session, _ = await store.listen(1, Listen(12, 0.0, 5), close=True)
+        session, _, *_ = await store.listen(1, Listen(12, 0.0, 5), close=True)
         assert [listen.track for listen in session] == [10, 11, 12]
         assert await store.session(1) == []
         assert await store.session(2) == [Listen(20, 1.0, 9)]
-        session, history = await store.listen(1, Listen(30, 1.0, 6))  # a new session
+        session, history, *_ = await store.listen(1, Listen(30, 1.0, 6))  # a new session
         assert session == [Listen(30, 1.0, 6)]
         assert [listen.track for listen in history] == [30, 12, 11]  # the history goes on across sessions
         await store.close()
@@ -97,11 +97,11 @@ def test_sessions_are_bounded_and_expire(make_store, small_world: World) -> None
     async def scenario():
         store = await _loaded(make_store(session_length=4, session_ttl=0.3), small_world)
         for track in range(6):
-            session, _ = await store.listen(1, Listen(track, 1.0, 0))
+            session, _, *_ = await store.listen(1, Listen(track, 1.0, 0))
         assert [listen.track for listen in session] == [2, 3, 4, 5]  # the latest four
         await asyncio.sleep(0.45)
         assert await store.session(1) == []  # abandoned without a /last: expired
-        session, _ = await store.listen(1, Listen(9, 1.0, 0))
+        session, _, *_ = await store.listen(1, Listen(9, 1.0, 0))
         assert session == [Listen(9, 1.0, 0)]
         await store.close()
 
@@ -157,6 +157,8 @@ def test_redis_pause_gives_fast_503_and_recovers(redis_server, redis_url: str, s
         await asyncio.sleep(COOL_DOWN + 0.1)
         assert await store.track(1) == small_world.catalog.records[1]
         assert (await store.listen(1, Listen(12, 0.5)))[1][0] == Listen(12, 0.5)
+        # The play sent during the pause ran in Redis after its deadline: it left nothing behind.
+        assert [listen.track for listen in await store.history(1)] == [12, 10]
         await store.close()
 
     run(scenario())
@@ -212,8 +214,98 @@ def test_likes(make_store, small_world: World) -> None:
         assert await store.liked_tracks(9) == []
         likers = await store.random_likers(10, 5, random.Random(0))
         assert sorted(likers) == [1, 2, 3]
-        assert len(await store.random_likers(10, 2, random.Random(0))) == 2
+        # The same draw in every store: a sample of the likers in id order.
+        assert await store.random_likers(10, 2, random.Random(7)) == random.Random(7).sample([1, 2, 3], 2)
         assert await store.random_likers(99, 3, random.Random(0)) == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_requests_are_numbered_per_user_and_undo_takes_a_play_back(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(history_length=5), small_world)
+        numbers = [(await store.listen(user, Listen(track, 1.0, 1))).number for user, track in
+                   [(1, 10), (1, 11), (2, 10), (1, 12)]]
+        assert numbers == [1, 2, 1, 3]
+        played = Listen(13, 0.5, 1)
+        recorded = await store.listen(1, played)
+        await store.undo(1, played, recorded, False, None)
+        assert [listen.track for listen in await store.history(1)] == [12, 11, 10]
+        assert [listen.track for listen in await store.session(1)] == [10, 11, 12]
+        assert (await store.listen(1, Listen(14, 1.0, 1))).number == 4  # the undone request is not counted
+        last = Listen(15, 1.0, 1)
+        recorded = await store.listen(1, last, close=True)
+        assert await store.session(1) == []
+        await store.undo(1, last, recorded, True, None)  # the /last failed: the session is open again
+        assert [listen.track for listen in await store.session(1)] == [10, 11, 12, 14]
+        await store.close()
+
+    run(scenario())
+
+
+def test_idempotency_keys_replay_the_answer_and_record_nothing(make_store, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(make_store(history_length=5), small_world)
+        first = await store.listen(1, Listen(10, 1.0, 1), key="k1")
+        assert first.replay is None and first.number == 1
+        with pytest.raises(InFlight):
+            await store.listen(1, Listen(10, 1.0, 1), key="k1")  # still being handled
+        await store.answered(1, "k1", b'{"user":1,"track":7}')
+        again = await store.listen(1, Listen(10, 1.0, 1), key="k1")
+        assert again.replay == b'{"user":1,"track":7}'
+        assert [listen.track for listen in await store.history(1)] == [10]
+        other = await store.listen(2, Listen(10, 1.0, 1), key="k1")  # keys are per user
+        assert other.replay is None
+        failed = await store.listen(1, Listen(11, 1.0, 1), key="k2")
+        await store.undo(1, Listen(11, 1.0, 1), failed, False, "k2")  # its request failed: a retry is new
+        retry = await store.listen(1, Listen(11, 1.0, 1), key="k2")
+        assert retry.replay is None and retry.number == 2
+        assert [listen.track for listen in await store.history(1)] == [11, 10]
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_embedded_store_keeps_the_most_recent_users() -> None:
+    async def scenario():
+        store = EmbeddedStore(5, max_users=100)
+        await store.like(0, 3)
+        for user in range(250):
+            await store.listen(user, Listen(1, 1.0, 0))
+            await store.listen(0, Listen(2, 1.0, 0))  # user 0 stays recent
+        status = await store.status()
+        assert status["users"] == 100 and status["evicted_users"] == 150
+        assert await store.history(5) == [] and len(await store.history(249)) == 1
+        assert await store.liked_tracks(0) == [3] and len(await store.history(0)) == 5
+
+    run(scenario())
+
+
+def test_a_bad_redis_key_is_its_users_problem_only(redis_server, redis_url: str, small_world: World) -> None:
+    async def scenario():
+        store = await _loaded(RedisStore(redis_url, 5, timeout=0.3), small_world)
+        await store.listen(100, Listen(1, 1.0, 0))
+        redis_server.command("DEL", "botify:history:100")
+        redis_server.command("SET", "botify:history:100", "x")  # a wrong type
+        redis_server.command("HSET", "botify:session:200", "a", "b")
+        redis_server.command("SET", "botify:requests:300", "junk")
+        for user in (100, 200, 300, 400):
+            recorded = await store.listen(user, Listen(5, 0.5, 2))
+            assert recorded.history[0] == Listen(5, 0.5, 2)
+        assert store.repaired == 3 and store._ready  # no outage
+        redis_server.command("RPUSH", "botify:history:400", "not json")
+        redis_server.command("LPUSH", "botify:history:400", "[1, 2]")
+        assert (await store.listen(400, Listen(6, 1.0, 2))).history == [Listen(6, 1.0, 2), Listen(5, 0.5, 2)]
+        version = store.version
+        redis_server.command("HSET", f"botify:{version}:tracks", "3", "{junk")
+        assert await store.track(3) == small_world.catalog.records[3]  # from the catalog, and repaired
+        assert redis_server.command("HGET", f"botify:{version}:tracks", "3").startswith("{")
+        assert '"track"' in redis_server.command("HGET", f"botify:{version}:tracks", "3")
+        redis_server.command("DEL", f"botify:{version}:artists")
+        redis_server.command("SET", f"botify:{version}:artists", "x")
+        artist = small_world.catalog.records[3]["artist"]
+        assert 3 in await store.artist_tracks(artist)
         await store.close()
 
     run(scenario())

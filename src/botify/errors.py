@@ -7,3 +7,7 @@ class BotifyError(Exception):
 
 class WorldError(BotifyError):
     """A world directory is missing a file or holds inconsistent data."""
+
+
+class Unavailable(BotifyError):
+    """Something the service needs cannot serve now (store, event log); answered 503, retry later."""

@@ -4,6 +4,14 @@ Routing and validation are done here by hand rather than by a framework: at the 
 botify serves (thousands of requests a second per worker) FastAPI's per-request machinery
 costs more than the whole recommendation. Bodies are still validated by pydantic models
 (`models.py`), which also write the OpenAPI document served at `/openapi.json`.
+
+Nothing accepted is lost, nothing failed leaves a trace: a play is recorded in the store,
+answered by a recommender, and its event written to the log (reaching the kernel) before the
+response goes out; if the log cannot take it, the play is taken back from the store and the
+client gets 503. With an `Idempotency-Key` header, a retry of an answered request gets the
+same answer back and is neither recorded nor logged again. Every random choice comes from
+the request's own generator, seeded by (seed, user, the user's request number), so the same
+traffic gives the same answers whatever the concurrency, worker count or store.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +28,15 @@ import orjson
 from pydantic import ValidationError
 
 from botify import __version__
-from botify.errors import BotifyError
+from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact, read_artifacts
+from botify.service.admin import authorized, resolve_admin_token
 from botify.service.eventlog import SCHEMA_VERSION, EventLog
 from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, ListenBody, describe, openapi_document
-from botify.service.recommenders import Chain, Query, Resources, check_spec
+from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
 from botify.service.settings import ServiceSettings
-from botify.service.stores import Listen, Store, StoreUnavailable, data_version, open_store
+from botify.service.stores import InFlight, Listen, Store, data_version, open_store
 from botify.world.model import Catalog, catalog_path
 
 logger = logging.getLogger("botify.service")
@@ -37,10 +45,11 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: list | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers or []
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,15 @@ class ServiceData:
     @classmethod
     def read(cls, settings: ServiceSettings) -> ServiceData:
         """Read and cross-check everything; a problem is a BotifyError naming the file."""
+        try:
+            return cls._read(settings)
+        except OSError as error:
+            raise BotifyError(f"{error.filename or 'a data file'}: cannot read it ({error.strerror})") from None
+        except (ValueError, RecursionError, UnicodeDecodeError) as error:  # a parser's own error, not yet named
+            raise BotifyError(f"cannot read the service's data: {error}") from None
+
+    @classmethod
+    def _read(cls, settings: ServiceSettings) -> ServiceData:
         path = catalog_path(settings.catalog)
         catalog = Catalog.load(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -74,18 +92,17 @@ class Service:
         self.store = store
         self.log = log
         self.worker = f"{os.getpid()}"
+        self.replays = 0
+        self.undone = 0
         self._requests = 0
-        self.rng = random.Random(settings.seed)
         self.configure(data)
 
     def configure(self, data: ServiceData) -> None:
         """Route to recommenders built on `data`. No awaits: a swap between two requests."""
-        self.data = data
-        self.catalog = data.catalog
         self.n_tracks = data.catalog.size
         self.artist_codes = data.catalog.artist_codes
         self.version = data_version(data.catalog_digest, data.artifacts)
-        resources = Resources(data.catalog, self.store, self.rng)
+        resources = Resources(data.catalog, self.store)
         self.default_chain = Chain(data.experiments.default, resources)
         self.experiments = [
             (
@@ -135,42 +152,83 @@ class Service:
         self._requests += 1
         return f"{self.worker}-{self._requests}"
 
-    def _played(self, listen: ListenBody) -> Listen:
-        return Listen(listen.track, listen.time, int(self.artist_codes[listen.track]))
+    async def play(self, endpoint: str, user: int, body: ListenBody, started: float,
+                   key: str | None) -> tuple[bytes, bool]:
+        """Handle `/next` or `/last`: the answer, and whether it replays an earlier one."""
+        self.log.check()  # 503 before anything is recorded while the log cannot be written
+        close = endpoint == "last"
+        played = Listen(body.track, body.time, int(self.artist_codes[body.track]))
+        recorded = await self.store.listen(user, played, close, key)
+        if recorded.replay is not None:
+            self.replays += 1
+            return recorded.replay, True
+        try:
+            experiments, chain = self._route(user)
+            event = {"message": endpoint, "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
+                     "time": body.time}
+            if close:
+                answer = orjson.dumps({"user": user})
+                event.update(latency=time.perf_counter() - started, experiments=experiments)
+            else:
+                query = Query(user, body.track, body.time, recorded.session, recorded.history,
+                              request_seed(self.settings.seed, user, recorded.number))
+                chosen = await chain.recommend(query)
+                answer = orjson.dumps({"user": user, "track": chosen.track})
+                event.update(latency=time.perf_counter() - started, recommendation=chosen.track,
+                             experiments=experiments, recommender=chosen.recommender, fallback=chosen.fallback)
+            event.update(request_id=self._request_id(), data_version=self.version, schema=SCHEMA_VERSION)
+            await self.log.write(event)
+        except BaseException:
+            await self._undo(user, played, recorded, close, key)
+            raise
+        if key is not None:
+            try:
+                await self.store.answered(user, key, answer)
+            except (Unavailable, BotifyError) as error:  # answered and logged: a retry may be handled again
+                logger.warning("could not remember the answer to Idempotency-Key %r: %s", key, error)
+        return answer, False
 
-    async def next(self, user: int, listen: ListenBody, started: float) -> bytes:
-        session, history = await self.store.listen(user, self._played(listen))
-        experiments, chain = self._route(user)
-        answer = await chain.recommend(Query(user, listen.track, listen.time, session, history))
-        self.log.append({
-            "message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
-            "time": listen.time, "latency": time.perf_counter() - started, "recommendation": answer.track,
-            "experiments": experiments, "recommender": answer.recommender, "fallback": answer.fallback,
-            "request_id": self._request_id(), "data_version": self.version, "schema": SCHEMA_VERSION,
-        })
-        return orjson.dumps({"user": user, "track": answer.track})
-
-    async def last(self, user: int, listen: ListenBody, started: float) -> bytes:
-        await self.store.listen(user, self._played(listen), close=True)
-        experiments, _ = self._route(user)
-        self.log.append({
-            "message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": listen.track,
-            "time": listen.time, "latency": time.perf_counter() - started, "experiments": experiments,
-            "request_id": self._request_id(), "data_version": self.version, "schema": SCHEMA_VERSION,
-        })
-        return orjson.dumps({"user": user})
+    async def _undo(self, user: int, played: Listen, recorded, close: bool, key: str | None) -> None:
+        """Take back the play of a request that fails after it was recorded."""
+        try:
+            await self.store.undo(user, played, recorded, close, key)
+            self.undone += 1
+        except (Unavailable, BotifyError) as error:
+            logger.error("could not take back user %d's play of track %d after its request failed: %s",
+                         user, played.track, error)
 
 
-async def _read_body(scope: dict, receive, limit: int) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise HTTPError(400, "bad Content-Length header")
-            if int(value) > limit:
-                raise HTTPError(413, f"body of {int(value)} bytes is over the limit of {limit}")
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _idempotency_key(scope: dict) -> str | None:
+    value = _header(scope, b"idempotency-key")
+    if value is None:
+        return None
+    if not 0 < len(value) <= 128 or not all(33 <= byte < 127 for byte in value):
+        raise HTTPError(400, "Idempotency-Key must be 1..128 printable ASCII characters without spaces")
+    return value.decode()
+
+
+async def _read_body(scope: dict, receive, limit: int, timeout: float) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise HTTPError(400, "bad Content-Length header")
+        if int(length) > limit:
+            raise HTTPError(413, f"body of {int(length)} bytes is over the limit of {limit}")
     body = b""
+    deadline = time.monotonic() + timeout
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"the request body did not arrive within {timeout:g} s",
+                            [(b"connection", b"close")]) from None
         if message["type"] == "http.disconnect":
             raise HTTPError(400, "client disconnected")
         body += message.get("body", b"")
@@ -189,6 +247,9 @@ async def _respond(send, status: int, body: bytes, headers: list | None = None) 
     await send({"type": "http.response.body", "body": body})
 
 
+REPLAY_HEADERS = [(b"idempotent-replay", b"true")]
+
+
 class BotifyApp:
     """The ASGI application; `data` may be passed in when the caller has already read it."""
 
@@ -198,26 +259,34 @@ class BotifyApp:
         self.service: Service | None = None
         self._openapi = orjson.dumps(openapi_document())
         self._reloading = asyncio.Lock()
+        self._last_reload = float("-inf")
+        self._admin_token = ""
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
         settings = self.settings
-        store = open_store(settings.redis, settings.history_length, settings.redis_timeout, settings.session_length,
-                           settings.session_ttl)
+        self._admin_token = settings.admin_token or resolve_admin_token(settings)[0]
+        store = open_store(settings)
         try:
             await store.load(data.catalog, data.catalog_digest, data.artifacts)
-        except StoreUnavailable as error:
+        except Unavailable as error:
             logger.warning("%s; serving 503 until it is back", error)
-        log = EventLog(self.settings.log_dir, f"{os.getpid()}", self.settings.log_max_bytes)
-        self.service = Service(self.settings, data, store, log)
+        log = EventLog(settings.log_dir, f"{os.getpid()}", settings.log_max_bytes, settings.log_retry)
+        self.service = Service(settings, data, store, log)
 
     async def reload(self) -> dict[str, Any]:
         """Re-read catalog, experiments and artifacts, load them into the store, swap them in,
         and start a new event-log file (so that each configuration's events are in their own files).
 
         Requests keep flowing: files are read in a thread, and the swap itself has no await.
-        A broken file leaves the running configuration in place and answers 422."""
+        A broken file leaves the running configuration in place and answers 422. Reloads are
+        at least `reload_interval` seconds apart (429 otherwise)."""
+        wait = self._last_reload + self.settings.reload_interval - time.monotonic()
+        if wait > 0 or self._reloading.locked():
+            raise HTTPError(429, f"a reload ran less than {self.settings.reload_interval:g} s ago; retry in "
+                                 f"{max(wait, 0.1):.1f} s", [(b"retry-after", str(max(1, round(wait))).encode())])
         async with self._reloading:
+            self._last_reload = time.monotonic()
             try:
                 data = await asyncio.to_thread(ServiceData.read, self.settings)
             except BotifyError as error:
@@ -225,9 +294,9 @@ class BotifyApp:
             previous = self.service.version
             await self.service.store.load(data.catalog, data.catalog_digest, data.artifacts)
             self.service.configure(data)
-            closed = await asyncio.to_thread(self.service.log.rotate)
+            closed = self.service.log.rotate()
             return {"reloaded": True, "previous_version": previous, "data_version": self.service.version,
-                    "closed_log": str(closed)}
+                    "closed_log": None if closed is None else str(closed)}
 
     async def shutdown(self) -> None:
         if self.service is not None:
@@ -256,17 +325,19 @@ class BotifyApp:
             return None
         started = time.perf_counter()
         try:
-            status, body = await self._handle(scope, receive, started)
-            await _respond(send, status, body)
+            status, body, headers = await self._handle(scope, receive, started)
+            await _respond(send, status, body, headers)
         except HTTPError as error:
-            await _respond(send, error.status, orjson.dumps({"detail": error.detail}))
-        except StoreUnavailable as error:
+            await _respond(send, error.status, orjson.dumps({"detail": error.detail}), error.headers)
+        except InFlight as error:
+            await _respond(send, 409, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
+        except Unavailable as error:
             await _respond(send, 503, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
         except Exception:  # noqa: BLE001 - answer, log, keep serving
             logger.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             await _respond(send, 500, orjson.dumps({"detail": "internal error; see the service log"}))
 
-    async def _handle(self, scope, receive, started: float) -> tuple[int, bytes]:
+    async def _handle(self, scope, receive, started: float) -> tuple[int, bytes, list | None]:
         service = self.service
         method, path = scope["method"], scope["path"]
         endpoint, _, argument = path[1:].partition("/")
@@ -274,30 +345,37 @@ class BotifyApp:
             if method != "POST":
                 raise HTTPError(405, f"use POST for /{endpoint}/<user>")
             user = service.parse_user(argument)
-            listen = service.parse_listen(await _read_body(scope, receive, self.settings.max_body_bytes))
-            handler = service.next if endpoint == "next" else service.last
-            return 200, await handler(user, listen, started)
+            key = _idempotency_key(scope)
+            listen = service.parse_listen(
+                await _read_body(scope, receive, self.settings.max_body_bytes, self.settings.body_timeout))
+            answer, replayed = await service.play(endpoint, user, listen, started, key)
+            return 200, answer, REPLAY_HEADERS if replayed else None
         if path == "/admin/reload":
             if method != "POST":
                 raise HTTPError(405, "use POST for /admin/reload")
-            return 200, orjson.dumps(await self.reload())
+            if not authorized(_header(scope, b"authorization"), self._admin_token):
+                raise HTTPError(401, "admin endpoints need 'Authorization: Bearer <token>' (the token is in "
+                                     "$BOTIFY_ADMIN_TOKEN or the file the service named when it started)",
+                                [(b"www-authenticate", b"Bearer")])
+            return 200, orjson.dumps(await self.reload()), None
         if method != "GET":
             raise HTTPError(405, f"{method} is not allowed on {path}")
         if path == "/":
-            return 200, orjson.dumps(service.describe())
+            return 200, orjson.dumps(service.describe()), None
         if path == "/health":
-            return 200, b'{"status":"ok"}'
+            return 200, b'{"status":"ok"}', None
         if path == "/ready":
-            return 200, orjson.dumps({"ready": True, **await service.store.status()})
+            log = service.log.status()
+            return 200, orjson.dumps({"ready": True, **await service.store.status(), **log}), None
         if path == "/openapi.json":
-            return 200, self._openapi
+            return 200, self._openapi, None
         if endpoint == "track" and argument:
             if not argument.isdigit() or not argument.isascii() or len(argument) > 19:
                 raise HTTPError(422, f"track must be an integer id, got {argument!r}")
             record = await service.store.track(int(argument))
             if record is None:
                 raise HTTPError(404, f"track {argument} is not in the catalog (ids 0..{service.n_tracks - 1})")
-            return 200, orjson.dumps(record)
+            return 200, orjson.dumps(record), None
         raise HTTPError(404, f"no such endpoint: {method} {path} (see /openapi.json)")
 
 

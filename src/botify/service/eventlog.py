@@ -1,97 +1,201 @@
-"""The event log: JSON lines in the course's format, written off the request path.
+"""The event log: JSON lines in the course's format, written ahead of every answer.
 
-Handlers `append` an event (a dict) to an in-memory queue; a background thread encodes and
-writes batches to `events-<worker>-<n>.jsonl` in the log directory, starting a new file
-when one passes `max_bytes`. `close` (called on graceful shutdown) writes everything still
-queued and fsyncs, so every event the service answered is on disk.
+An answered request's event has reached the kernel before its response is sent, so even a
+SIGKILL loses nothing the service answered. To keep that cheap, `write` only queues the
+encoded line and returns a future; one callback per event-loop tick writes every line queued
+in that tick with one `os.write` to an unbuffered file and resolves their futures. Requests
+await their future, then answer.
+
+When the log cannot be written (disk full, directory unwritable, file system read-only),
+the batch's requests fail, a partial line is cut off again, and the log turns *unavailable*:
+`check` raises `LogUnavailable` (503, with the reason) before a request touches anything, and
+`/ready` says why. Every `retry` seconds a probe writes a scratch file beside the log; once
+that works the log is available again, with a new file. Nothing queues while unavailable,
+so memory stays bounded.
+
+Files are `events-<worker>-<n>.jsonl`, a new one when a file passes `max_bytes` or at a
+reload; a file is created at its first event, so there are no empty files. `close` writes
+what is queued and fsyncs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
 import os
-import threading
-from collections import deque
+import time
 from pathlib import Path
 
 import orjson
 
+from botify.errors import Unavailable
+
 SCHEMA_VERSION = 1
+PROBE_BYTES = 64 << 10  # the scratch write that must succeed before events are taken again
+
+logger = logging.getLogger("botify.service")
+
+
+class LogUnavailable(Unavailable):
+    """The event log cannot be written; events are not accepted until it can."""
 
 
 class EventLog:
-    def __init__(self, directory: Path, worker: str, max_bytes: int = 64 << 20, interval: float = 0.05) -> None:
+    def __init__(self, directory: Path, worker: str, max_bytes: int = 64 << 20, retry: float = 1.0) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.worker = worker
         self.max_bytes = max_bytes
-        self.interval = interval
+        self.retry = retry
         self.written = 0
-        self._queue: deque[dict] = deque()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self.failures = 0
+        self.error: str | None = None
+        self._lines: list[bytes] = []
+        self._waiters: list[asyncio.Future] = []
+        self._scheduled = False
         self._closed = False
+        self._fd: int | None = None
+        self._size = 0
         self._sequence = 0
-        self._handle = self._open_next()
-        self._thread = threading.Thread(target=self._run, name="botify-event-log", daemon=True)
-        self._thread.start()
+        self._retry_at = 0.0
 
     @property
     def path(self) -> Path:
         return self.directory / f"events-{self.worker}-{self._sequence:04d}.jsonl"
 
-    def _open_next(self):
+    def _open_next(self) -> None:
         while True:
             self._sequence += 1
-            if not self.path.exists():
-                return self.path.open("ab", buffering=1 << 20)
-
-    def append(self, event: dict) -> None:
-        """Queue one event; never blocks the request."""
-        if self._closed:
-            raise RuntimeError("the event log is closed")
-        self._queue.append(event)
-
-    def _drain(self) -> None:
-        with self._lock:
-            self._write_queued()
-
-    def _write_queued(self) -> None:
-        batch = []
-        while self._queue:
-            batch.append(orjson.dumps(self._queue.popleft()))
-        if not batch:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue
+            self._size = 0
             return
-        self._handle.write(b"\n".join(batch) + b"\n")
-        self.written += len(batch)
-        if self._handle.tell() >= self.max_bytes:
-            self._handle.close()
-            self._handle = self._open_next()
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval)
-            with self._lock:
-                self._write_queued()
-                self._handle.flush()
+    def check(self) -> None:
+        """Raise LogUnavailable while the log cannot be written (and probe again when due)."""
+        if self._closed:
+            raise LogUnavailable("the service is shutting down; retry on another instance")
+        if self.error is not None and not self._recovered():
+            raise LogUnavailable(f"the event log cannot be written ({self.error}); events are not accepted "
+                                 f"until it can, retrying every {self.retry:g} s")
 
-    def rotate(self) -> Path:
-        """Write what is queued, close the file and start the next; the closed file's path.
-        Events appended before the call are in the closed file or earlier ones."""
-        with self._lock:
-            self._write_queued()
-            closed = self.path
-            self._handle.close()
-            self._handle = self._open_next()
+    def _recovered(self) -> bool:
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + self.retry
+        probe = self.directory / f".probe-{self.worker}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                written = os.write(descriptor, bytes(PROBE_BYTES))
+            finally:
+                os.close(descriptor)
+                probe.unlink(missing_ok=True)
+            if written < PROBE_BYTES:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            self.error = f"{error.strerror or error} in {self.directory}"
+            return False
+        logger.warning("the event log in %s is writable again; accepting events", self.directory)
+        self.error = None
+        return True
+
+    def write(self, event: dict) -> asyncio.Future:
+        """Queue one event for this tick's write; await the future before answering."""
+        self.check()
+        future = asyncio.get_running_loop().create_future()
+        self._lines.append(orjson.dumps(event))
+        self._waiters.append(future)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        lines, waiters = self._lines, self._waiters
+        self._lines, self._waiters = [], []
+        if not lines:
+            return
+        try:
+            self._write(b"\n".join(lines) + b"\n")
+        except OSError as error:
+            self._failed(error)
+            problem = LogUnavailable(f"the event log cannot be written ({self.error}); retry shortly")
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(problem)
+            return
+        self.written += len(lines)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        """All of `data` to the current file, or none of it (a partial line is cut off again)."""
+        if self._fd is None:
+            self._open_next()
+        start, view = self._size, memoryview(data)
+        try:
+            while view:
+                count = os.write(self._fd, view)
+                if count == 0:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                view = view[count:]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
+        self._size += len(data)
+        if self._size >= self.max_bytes:
+            self._close_file()
+
+    def _failed(self, error: OSError) -> None:
+        self.failures += 1
+        self.error = f"{error.strerror or error} in {self.directory}"
+        self._retry_at = time.monotonic() + self.retry
+        logger.error("cannot write the event log (%s); answering 503 to events until it can", self.error)
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def status(self) -> dict:
+        """For /ready: raises LogUnavailable while the log cannot be written."""
+        self.check()
+        return {"log": str(self.directory), "events_written": self.written}
+
+    def rotate(self) -> Path | None:
+        """Write what is queued and close the current file (the next event starts a new one);
+        the closed file's path, or None if this configuration wrote nothing yet."""
+        self._flush()
+        if self._fd is None:
+            return None
+        closed = self.path
+        self._close_file()
         return closed
 
     def close(self) -> None:
-        """Write everything queued, flush and fsync."""
+        """Write everything queued, fsync and close; later writes are refused."""
         if self._closed:
             return
+        self._flush()
         self._closed = True
-        self._wake.set()
-        self._thread.join()
-        self._write_queued()
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as error:
+                logger.error("cannot fsync the event log: %s", error)
+            self._close_file()

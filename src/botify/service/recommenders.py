@@ -6,9 +6,13 @@ track, a user without a precomputed list, everything already heard). Most recomm
 propose ranked candidates; one shared serving step (`Recommender.choose`) removes heard tracks,
 re-ranks for artist fatigue within the session and picks (best, uniform, softmax), as each
 treatment's config says. Its `Chain` then asks the
-fallback; `Random` always answers last. A recommender that raises is treated as having no
-answer (and logged), so it never crashes a request; the recommender that finally answered
-is written to the event log.
+fallback; `Random` always answers last. A recommender that raises (a bug, a store outage,
+a damaged key) is treated as having no answer (and logged), so it never fails a request whose
+play is already recorded; the recommender that finally answered is written to the event log.
+
+Randomness comes from `query.rng`, the request's own generator seeded by (seed, user, the
+user's request number): the same traffic gives the same answers whatever the order in which
+concurrent requests arrive.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from botify.errors import BotifyError
+from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact
 from botify.service.experiments import RecommenderSpec
 from botify.plugins import load_object
-from botify.service.stores import Listen, Store, StoreUnavailable
+from botify.service.stores import Listen, Store
 from botify.world.model import Catalog
 
 logger = logging.getLogger("botify.service")
@@ -41,6 +45,15 @@ class Query:
     time: float
     session: list[Listen]
     history: list[Listen] = field(default_factory=list)
+    seed: int = 0
+    _rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """This request's random generator (made on first use: most requests draw nothing)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     @property
     def first(self) -> int:
@@ -64,13 +77,17 @@ class Query:
         return plays
 
 
+def request_seed(seed: int, user: int, number: int) -> int:
+    """The seed of a request's generator: distinct for every (seed, user, request number)."""
+    return ((seed & 0xFFFF_FFFF_FFFF_FFFF) << 96) | (user << 64) | (number & 0xFFFF_FFFF_FFFF_FFFF)
+
+
 @dataclass(frozen=True)
 class Resources:
-    """What recommenders may use: the public catalog, the store and a seeded generator."""
+    """What recommenders may use: the public catalog and the store."""
 
     catalog: Catalog
     store: Store
-    rng: random.Random
 
 
 class Recommender(ABC):
@@ -87,7 +104,6 @@ class Recommender(ABC):
         self.spec = spec
         self.resources = resources
         self.store = resources.store
-        self.rng = resources.rng
         self.artist_of = resources.catalog.artist_codes
 
     @property
@@ -135,15 +151,15 @@ class Recommender(ABC):
         if policy == "softmax":
             top = max(values)
             weights = [math.exp((value - top) / spec.temperature) for value in values]
-            return tracks[fresh[self.rng.choices(range(len(fresh)), weights=weights)[0]]]
-        return tracks[fresh[self.rng.randrange(len(fresh))]]
+            return tracks[fresh[query.rng.choices(range(len(fresh)), weights=weights)[0]]]
+        return tracks[fresh[query.rng.randrange(len(fresh))]]
 
 
 class Random(Recommender):
     """A uniformly random track: the course's baseline, and the last fallback of every chain."""
 
     async def recommend(self, query: Query) -> int | None:
-        return self.rng.randrange(self.resources.catalog.size)
+        return query.rng.randrange(self.resources.catalog.size)
 
 
 class TopPop(Recommender):
@@ -243,7 +259,7 @@ class LastLiked(Recommender):
         track = None if neighbours is None else self.choose(query, *neighbours)
         if track is not None:
             return track
-        for other in await self.store.random_likers(anchor, 5, self.rng):
+        for other in await self.store.random_likers(anchor, 5, query.rng):
             if other != query.user:
                 track = self.choose(query, await self.store.liked_tracks(other))
                 if track is not None:
@@ -308,8 +324,9 @@ class Chain:
         for position, member in enumerate(self.members):
             try:
                 track = await member.recommend(query)
-            except StoreUnavailable:
-                raise
+            except Unavailable as error:  # the store went away after the play was recorded
+                logger.warning("recommender %s: %s; using its fallback", member.name, error)
+                continue
             except Exception:  # noqa: BLE001 - a broken recommender must not fail the request
                 logger.exception("recommender %s failed for user %d; using its fallback", member.name, query.user)
                 continue

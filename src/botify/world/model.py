@@ -43,6 +43,10 @@ def iter_json_lines(path: Path, error: type[BotifyError] = WorldError) -> Iterat
                 record = json.loads(line)
             except json.JSONDecodeError as problem:
                 raise error(f"{path}:{number}: not valid JSON ({problem.msg})") from problem
+            except UnicodeDecodeError as problem:
+                raise error(f"{path}:{number}: not valid UTF-8 ({problem.reason} at byte {problem.start})") from None
+            except RecursionError:
+                raise error(f"{path}:{number}: JSON nested too deeply") from None
             if not isinstance(record, dict):
                 raise error(f"{path}:{number}: expected a JSON object per line")
             yield number, record

@@ -5,21 +5,24 @@ One interface (`Store`), two backends: `EmbeddedStore` (in-process, nothing to i
 """
 
 from botify.errors import BotifyError
-from botify.service.stores.base import Listen, Ranked, Store, StoreUnavailable, data_version
+from botify.service.settings import ServiceSettings
+from botify.service.stores.base import InFlight, Listen, Ranked, Recorded, Store, StoreUnavailable, data_version
 from botify.service.stores.embedded import EmbeddedStore
 
 
-def open_store(redis_url: str | None, history_length: int, timeout: float = 0.5, session_length: int = 500,
-               session_ttl: float = 3600.0) -> Store:
-    """An embedded store, or a Redis one when a URL is given."""
-    if redis_url:
+def open_store(settings: ServiceSettings) -> Store:
+    """An embedded store, or a Redis one when the settings name a Redis URL."""
+    options = dict(session_length=settings.session_length, session_ttl=settings.session_ttl,
+                   idempotency_window=settings.idempotency_window)
+    if settings.redis:
         try:
             from botify.service.stores.redis import RedisStore
         except ImportError as error:
             raise BotifyError(f"--redis needs the Redis client: pip install 'botify[redis]' for hiredis ({error})") from error
 
-        return RedisStore(redis_url, history_length, timeout, session_length, session_ttl)
-    return EmbeddedStore(history_length, session_length, session_ttl)
+        return RedisStore(settings.redis, settings.history_length, settings.redis_timeout, **options)
+    return EmbeddedStore(settings.history_length, max_users=settings.max_users, **options)
 
 
-__all__ = ["EmbeddedStore", "Listen", "Ranked", "Store", "StoreUnavailable", "data_version", "open_store"]
+__all__ = ["EmbeddedStore", "InFlight", "Listen", "Ranked", "Recorded", "Store", "StoreUnavailable", "data_version",
+           "open_store"]

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from botify.errors import BotifyError
+import orjson
+
+from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact, Ranked
+from botify.service.settings import ServiceSettings
 from botify.world.model import Catalog
 
+logger = logging.getLogger("botify.service")
 
-class StoreUnavailable(BotifyError):
+
+class StoreUnavailable(Unavailable):
     """The store cannot answer now (e.g. Redis is down); the service answers 503."""
 
 
@@ -37,18 +43,57 @@ def artist_tracks_of(catalog: Catalog) -> dict[str, list[int]]:
     return tracks
 
 
+def default(name: str):
+    """A service setting's default (one place for the stores' keyword defaults too)."""
+    return ServiceSettings.model_fields[name].default
+
+
+def parse_listens(entries: Sequence[bytes], where: str) -> list[Listen]:
+    """Stored listens (JSON `[track, time, artist]`); junk entries are skipped and logged, so a
+    damaged key costs its user nothing but the damaged entries."""
+    listens = []
+    for entry in entries:
+        try:
+            track, played, artist = orjson.loads(entry)
+            listens.append(Listen(int(track), float(played), int(artist)))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            logger.warning("skipped a junk entry in %s: %.80r", where, entry)
+    return listens
+
+
+class InFlight(BotifyError):
+    """A request with this idempotency key is being handled right now; retry in a moment (409)."""
+
+
+class Recorded(NamedTuple):
+    """What recording a play returns: the open session (oldest first), the long history
+    (newest first) and the user's request number (1 for the first, seeding the request's
+    randomness). For a retry of an answered request (same idempotency key) nothing is
+    recorded and `replay` holds the answer already given."""
+
+    session: list[Listen]
+    history: list[Listen]
+    number: int
+    replay: bytes | None = None
+
+
 class Store(ABC):
     """What the service keeps. A user's long history is newest first and holds the last
     `history_length` listens across sessions. The open session (oldest first, at most
     `session_length` listens) is kept apart: it opens with the first `/next` after a `/last`
-    (or the first ever) and closes at `/last`."""
+    (or the first ever) and closes at `/last`. Each user's requests are numbered. Idempotency
+    keys are remembered per user for `idempotency_window` seconds."""
 
     kind = "store"
+    PENDING_TTL = 30.0  # seconds a key stays "in flight" if its request never finishes
 
-    def __init__(self, history_length: int, session_length: int = 500, session_ttl: float = 3600.0) -> None:
+    def __init__(self, history_length: int, session_length: int = default("session_length"),
+                 session_ttl: float = default("session_ttl"),
+                 idempotency_window: float = default("idempotency_window")) -> None:
         self.history_length = history_length
         self.session_length = session_length
         self.session_ttl = session_ttl
+        self.idempotency_window = idempotency_window
 
     @abstractmethod
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
@@ -63,10 +108,20 @@ class Store(ABC):
         """All tracks of an artist, in id order."""
 
     @abstractmethod
-    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
-        """Record a play in the user's history and open session (one round trip); with `close`
-        (a `/last`) the session ends after it. The session so far, oldest first, and the
-        updated history, newest first."""
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+        """Record a play in the user's history and open session and count the request (one
+        round trip); with `close` (a `/last`) the session ends after it. With an idempotency
+        `key` already answered, record nothing and return the answer; raises InFlight while
+        that key's request is still being handled."""
+
+    @abstractmethod
+    async def answered(self, user: int, key: str, answer: bytes) -> None:
+        """Remember the answer to the request with idempotency `key` (for its retries)."""
+
+    @abstractmethod
+    async def undo(self, user: int, listen: Listen, recorded: Recorded, close: bool, key: str | None) -> None:
+        """Take back a play recorded by `listen` whose request then failed (503): the request
+        leaves nothing behind, and its retry is handled as new."""
 
     @abstractmethod
     async def history(self, user: int) -> list[Listen]:
@@ -86,11 +141,16 @@ class Store(ABC):
 
     @abstractmethod
     async def liked_tracks(self, user: int) -> list[int]:
-        """The tracks `user` liked, oldest first."""
+        """The tracks `user` liked, in id order."""
+
+    async def random_likers(self, track: int, count: int, rng) -> list[int]:
+        """Up to `count` distinct users who liked `track`, drawn with `rng` (the same draw in every store)."""
+        likers = sorted(await self.likers(track))
+        return rng.sample(likers, min(count, len(likers)))
 
     @abstractmethod
-    async def random_likers(self, track: int, count: int, rng) -> list[int]:
-        """Up to `count` distinct users who liked `track`, drawn at random."""
+    async def likers(self, track: int) -> list[int]:
+        """Every user who liked `track`, in any order."""
 
     @abstractmethod
     async def status(self) -> dict:

@@ -1,4 +1,10 @@
-"""The in-process store: plain dicts, nothing to install, one worker."""
+"""The in-process store: plain dicts, nothing to install, one worker.
+
+Per-user state (history, open session, request count, likes) is kept for the `max_users`
+users seen most recently; the least recently seen go first, so memory stays bounded however
+many user ids arrive. Idempotency keys live `idempotency_window` seconds, at most
+`4 * max_users` of them.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,35 @@ from collections import deque
 from collections.abc import Sequence
 
 from botify.artifacts import Artifact
-from botify.service.stores.base import Listen, Ranked, Store, artist_tracks_of, data_version
+from botify.service.stores.base import InFlight, Listen, Ranked, Recorded, Store, artist_tracks_of, data_version, default
 from botify.world.model import Catalog
+
+
+class _User:
+    __slots__ = ("history", "session", "seen", "requests", "liked")
+
+    def __init__(self, history_length: int) -> None:
+        self.history: deque[Listen] = deque(maxlen=history_length)
+        self.session: deque[Listen] | None = None
+        self.seen = 0.0
+        self.requests = 0
+        self.liked: dict[int, None] = {}
 
 
 class EmbeddedStore(Store):
     kind = "embedded"
 
-    def __init__(self, history_length: int, session_length: int = 500, session_ttl: float = 3600.0) -> None:
-        super().__init__(history_length, session_length, session_ttl)
+    def __init__(self, history_length: int, session_length: int = default("session_length"),
+                 session_ttl: float = default("session_ttl"), idempotency_window: float = default("idempotency_window"),
+                 max_users: int = default("max_users")) -> None:
+        super().__init__(history_length, session_length, session_ttl, idempotency_window)
+        self.max_users = max_users
+        self.evicted = 0
         self._records: list[dict] = []
         self._artist_tracks: dict[str, list[int]] = {}
-        self._histories: dict[int, deque[Listen]] = {}
-        self._sessions: dict[int, deque[Listen]] = {}
-        self._session_seen: dict[int, float] = {}
+        self._users: dict[int, _User] = {}
+        self._keys: dict[tuple[int, str], tuple[float, bytes | None]] = {}
         self._artifacts: dict[str, Artifact] = {}
-        self._liked: dict[int, dict[int, None]] = {}
         self._likers: dict[int, dict[int, None]] = {}
         self.version = ""
 
@@ -38,28 +57,87 @@ class EmbeddedStore(Store):
     async def artist_tracks(self, artist: str) -> list[int]:
         return self._artist_tracks.get(artist, [])
 
-    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
-        history = self._histories.get(user)
-        if history is None:
-            history = self._histories[user] = deque(maxlen=self.history_length)
-        history.appendleft(listen)
+    def _user(self, user: int, create: bool = True) -> _User | None:
+        """The user's state, now the most recently seen; the least recent are evicted past `max_users`."""
+        state = self._users.pop(user, None)
+        if state is None:
+            if not create:
+                return None
+            state = _User(self.history_length)
+            while len(self._users) >= self.max_users:
+                self._evict(next(iter(self._users)))
+        self._users[user] = state
+        return state
+
+    def _evict(self, user: int) -> None:
+        state = self._users.pop(user)
+        for track in state.liked:
+            likers = self._likers.get(track)
+            if likers is not None:
+                likers.pop(user, None)
+        self.evicted += 1
+
+    def _known_key(self, user: int, key: str, now: float) -> bytes | None:
+        while self._keys:  # oldest first: drop the expired ones
+            oldest = next(iter(self._keys))
+            if self._keys[oldest][0] > now and len(self._keys) <= 4 * self.max_users:
+                break
+            del self._keys[oldest]
+        found = self._keys.get((user, key))
+        if found is None:
+            return None
+        if found[1] is None:
+            raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
+        return found[1]
+
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
         now = time.monotonic()
-        session, seen = self._sessions.pop(user, None), self._session_seen.pop(user, None)
-        if session is None or now - seen > self.session_ttl:  # none open, or abandoned: a new one
+        if key is not None and self.idempotency_window:
+            answer = self._known_key(user, key, now)
+            if answer is not None:
+                return Recorded([], [], 0, answer)
+            self._keys[(user, key)] = (now + self.PENDING_TTL, None)
+        state = self._user(user)
+        state.requests += 1
+        state.history.appendleft(listen)
+        session = state.session
+        if session is None or now - state.seen > self.session_ttl:  # none open, or abandoned: a new one
             session = deque(maxlen=self.session_length)
         session.append(listen)
-        if not close:  # /last closes it
-            self._sessions[user], self._session_seen[user] = session, now
-        return list(session), list(history)
+        recorded = Recorded(list(session), list(state.history), state.requests)
+        state.session, state.seen = (None if close else session), now  # /last closes it
+        return recorded
+
+    async def answered(self, user: int, key: str, answer: bytes) -> None:
+        if self.idempotency_window:
+            self._keys.pop((user, key), None)
+            self._keys[(user, key)] = (time.monotonic() + self.idempotency_window, answer)
+
+    async def undo(self, user: int, listen: Listen, recorded: Recorded, close: bool, key: str | None) -> None:
+        if key is not None:
+            self._keys.pop((user, key), None)
+        state = self._users.get(user)
+        if state is None or not state.history or state.history[0] != listen:
+            return
+        state.requests -= 1
+        state.history.popleft()
+        before = recorded.session[:-1]
+        if close:
+            state.session = deque(before, maxlen=self.session_length) if before else None
+        elif state.session is not None and state.session and state.session[-1] == listen:
+            state.session.pop()
+            if not state.session:
+                state.session = None
 
     async def history(self, user: int) -> list[Listen]:
-        return list(self._histories.get(user, ()))
+        state = self._users.get(user)
+        return [] if state is None else list(state.history)
 
     async def session(self, user: int) -> list[Listen]:
-        seen = self._session_seen.get(user)
-        if seen is None or time.monotonic() - seen > self.session_ttl:
+        state = self._users.get(user)
+        if state is None or state.session is None or time.monotonic() - state.seen > self.session_ttl:
             return []
-        return list(self._sessions[user])
+        return list(state.session)
 
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         found = self._artifacts.get(artifact)
@@ -68,16 +146,16 @@ class EmbeddedStore(Store):
         return [found.ranked(key) for key in keys]
 
     async def like(self, user: int, track: int) -> None:
-        self._liked.setdefault(user, {})[track] = None
+        self._user(user).liked[track] = None
         self._likers.setdefault(track, {})[user] = None
 
     async def liked_tracks(self, user: int) -> list[int]:
-        return list(self._liked.get(user, ()))
+        state = self._users.get(user)
+        return [] if state is None else sorted(state.liked)
 
-    async def random_likers(self, track: int, count: int, rng) -> list[int]:
-        likers = list(self._likers.get(track, ()))
-        return rng.sample(likers, min(count, len(likers)))
+    async def likers(self, track: int) -> list[int]:
+        return list(self._likers.get(track, ()))
 
     async def status(self) -> dict:
-        return {"store": self.kind, "version": self.version, "users": len(self._histories),
-                "open_sessions": len(self._sessions)}
+        return {"store": self.kind, "version": self.version, "users": len(self._users), "max_users": self.max_users,
+                "evicted_users": self.evicted, "open_sessions": sum(state.session is not None for state in self._users.values())}

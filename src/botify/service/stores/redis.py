@@ -3,8 +3,16 @@
 Catalog and artifacts live in hashes under versioned keys (`botify:<version>:...`) and are
 uploaded pipelined, once: the first worker takes a lock and uploads, the others wait for
 the version's `ready` key. Listen histories are lists under `botify:history:<user>`; the open
-session is a list under `botify:session:<user>` with a TTL, written in the same pipelined round
-trip as the history and deleted at `/last`. Values are JSON.
+session is a list under `botify:session:<user>` with a TTL, deleted at `/last`; a user's
+requests are counted under `botify:requests:<user>`; idempotency keys under
+`botify:idem:<user>:<key>`. Values are JSON. A play is recorded by one Lua script (one round
+trip, atomic), which refuses to write once the request's deadline has passed: a request that
+timed out during a Redis pause (and was answered 503) leaves nothing behind when Redis resumes.
+
+A bad key (wrong type, junk value) is one request's problem, never an outage: the script
+reports it, the key is deleted and logged, the play recorded again; junk list entries are
+skipped; a junk catalog value is answered from the catalog in memory and repaired. Only
+connection-level failures and server states (loading, out of memory, auth) are outages.
 
 An outage never freezes or poisons the service: commands time out quickly, the store then
 answers `StoreUnavailable` at once (503) for a short cool-down, and the first request after
@@ -15,6 +23,7 @@ empty) and re-uploads it if not. No restart of botify is needed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,7 +31,10 @@ from collections.abc import Sequence
 import orjson
 
 from botify.artifacts import Artifact
-from botify.service.stores.base import Listen, Ranked, Store, StoreUnavailable, artist_tracks_of, data_version
+from botify.errors import BotifyError
+from botify.service.settings import redact
+from botify.service.stores.base import (InFlight, Listen, Ranked, Recorded, Store, StoreUnavailable, artist_tracks_of,
+                                        data_version, default, logger, parse_listens)
 from botify.service.stores.resp import RedisReplyError, RedisUnavailable, RespClient
 from botify.world.model import Catalog
 
@@ -31,19 +43,96 @@ LOAD_WAIT = 60.0
 UPLOAD_BATCH = 2000
 
 
+# Replies that mean the server, not a key, is in trouble: those are outages.
+SERVER_ERRORS = ("LOADING", "MISCONF", "NOAUTH", "WRONGPASS", "OOM", "READONLY", "BUSY", "MASTERDOWN", "NOPERM",
+                 "CLUSTERDOWN", "TRYAGAIN")
+
+# KEYS: history, session, request counter, this version's ready key[, idempotency key]
+# ARGV: entry, history length, session length, session TTL (ms), close (1/0), deadline (ms, Redis clock; 0: none),
+#       in-flight TTL of the idempotency key (ms)
+LISTEN = b"""
+local t = redis.call('TIME')
+local deadline = tonumber(ARGV[6])
+if deadline > 0 and tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return {'late'} end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {'lost'} end
+for i = 1, 2 do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'list' and kind ~= 'none' then return {'bad', KEYS[i], kind} end
+end
+local kind = redis.call('TYPE', KEYS[3])['ok']
+if kind ~= 'string' and kind ~= 'none' then return {'bad', KEYS[3], kind} end
+if kind == 'string' and not tonumber(redis.call('GET', KEYS[3])) then return {'bad', KEYS[3], 'a non-number'} end
+if #KEYS == 5 then
+  kind = redis.call('TYPE', KEYS[5])['ok']
+  if kind == 'string' then return {'seen', redis.call('GET', KEYS[5])} end
+  if kind ~= 'none' then return {'bad', KEYS[5], kind} end
+  redis.call('SET', KEYS[5], '', 'PX', ARGV[7])
+end
+local n = redis.call('INCR', KEYS[3])
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local history = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('RPUSH', KEYS[2], ARGV[1])
+local session
+if ARGV[5] == '1' then
+  session = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[3]), -1)
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  session = redis.call('LRANGE', KEYS[2], 0, -1)
+end
+return {'ok', n, history, session}
+"""
+
+# KEYS: history, session, request counter[, idempotency key]
+# ARGV: entry, close (1/0), session TTL (ms), the session's earlier entries (to reopen it after a close)
+UNDO = b"""
+if #KEYS == 4 then redis.call('DEL', KEYS[4]) end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('DECR', KEYS[3])
+if ARGV[2] == '1' then
+  if #ARGV > 3 then
+    redis.call('DEL', KEYS[2])
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, 4))
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  end
+elseif redis.call('LINDEX', KEYS[2], -1) == ARGV[1] then
+  redis.call('RPOP', KEYS[2])
+end
+return 1
+"""
+
+SCRIPTS = {name: (body, hashlib.sha1(body).hexdigest()) for name, body in (("listen", LISTEN), ("undo", UNDO))}
+
+
+class KeyProblem(BotifyError):
+    """Redis refused a command because of one key (wrong type, bad value): that request's problem."""
+
+
+def _entry(listen: Listen) -> bytes:
+    return orjson.dumps((listen.track, listen.time, listen.artist))
+
+
 class RedisStore(Store):
     kind = "redis"
 
-    def __init__(self, url: str, history_length: int, timeout: float = 0.5, session_length: int = 500,
-                 session_ttl: float = 3600.0) -> None:
-        super().__init__(history_length, session_length, session_ttl)
+    def __init__(self, url: str, history_length: int, timeout: float = default("redis_timeout"),
+                 session_length: int = default("session_length"), session_ttl: float = default("session_ttl"),
+                 idempotency_window: float = default("idempotency_window")) -> None:
+        super().__init__(history_length, session_length, session_ttl, idempotency_window)
         self.url = url
+        self.shown_url = redact(url)
         self.client = RespClient(url, timeout)
         self.version = ""
+        self.repaired = 0
         self._data: tuple[Catalog, dict[str, Artifact]] | None = None
+        self._artists: dict[str, list[int]] | None = None
         self._ready = False
         self._retry_at = 0.0
         self._last_error = ""
+        self._clock_offset = 0.0  # Redis's clock minus ours, seconds
         self._recovering = asyncio.Lock()
 
     def _key(self, *parts: str) -> str:
@@ -53,20 +142,26 @@ class RedisStore(Store):
         self._ready = False
         self._retry_at = time.monotonic() + COOL_DOWN
         self._last_error = str(error)
-        return StoreUnavailable(f"Redis at {self.url} is unavailable ({self._last_error}); retry shortly")
+        return StoreUnavailable(f"Redis at {self.shown_url} is unavailable ({self._last_error}); retry shortly")
 
     async def _recover(self) -> None:
-        """Reconnect after an outage and make sure this version's data is (again) in Redis."""
+        """Reconnect after an outage and make sure this version's data (and our scripts) are in Redis."""
         wait = self._retry_at - time.monotonic()
         if wait > 0:
-            raise StoreUnavailable(f"Redis at {self.url} is unavailable ({self._last_error}); retrying in {wait:.1f} s")
+            raise StoreUnavailable(f"Redis at {self.shown_url} is unavailable ({self._last_error}); "
+                                   f"retrying in {wait:.1f} s")
         if self._recovering.locked():
-            raise StoreUnavailable(f"Redis at {self.url} is reconnecting; retry shortly")
+            raise StoreUnavailable(f"Redis at {self.shown_url} is reconnecting; retry shortly")
         async with self._recovering:
             try:
                 await self._ensure_loaded()
+                before = time.time()
+                replies = await self.client.execute(("TIME",), *(("SCRIPT", "LOAD", body) for body, _ in SCRIPTS.values()))
+                after = time.time()
             except (RedisUnavailable, RedisReplyError) as error:
                 raise self._fail(error) from None
+            seconds, micros = replies[0]
+            self._clock_offset = int(seconds) + int(micros) / 1e6 - (before + after) / 2
             self._ready = True
 
     async def _execute(self, *commands: tuple) -> list:
@@ -74,11 +169,37 @@ class RedisStore(Store):
             await self._recover()
         try:
             return await self.client.execute(*commands)
-        except (RedisUnavailable, RedisReplyError) as error:
+        except RedisUnavailable as error:
             raise self._fail(error) from None
+        except RedisReplyError as error:
+            message = str(error)
+            if message.startswith(SERVER_ERRORS):
+                raise self._fail(error) from None
+            if message.startswith("NOSCRIPT"):  # Redis restarted under us: load everything again
+                self._ready = False
+                raise StoreUnavailable(f"Redis at {self.shown_url} lost botify's scripts; reloading") from None
+            raise KeyProblem(message) from None
+
+    async def _script(self, name: str, keys: list, args: list) -> list:
+        """Run one of SCRIPTS (loaded at recovery; reloaded once if Redis forgot it)."""
+        command = ("EVALSHA", SCRIPTS[name][1], len(keys), *keys, *args)
+        try:
+            (reply,) = await self._execute(command)
+        except StoreUnavailable:
+            if self._ready or time.monotonic() < self._retry_at:
+                raise
+            (reply,) = await self._execute(command)  # scripts were reloaded by the recovery
+        return reply
+
+    async def _repair(self, key: bytes, problem: bytes) -> None:
+        self.repaired += 1
+        logger.warning("Redis key %s held %s, not botify's data; deleted it", key.decode(errors="replace"),
+                       problem.decode(errors="replace"))
+        await self._execute(("DEL", key))
 
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
         self._data = (catalog, artifacts)
+        self._artists = None
         self.version = data_version(catalog_digest, artifacts)
         self._retry_at = 0.0
         await self._recover()
@@ -120,65 +241,110 @@ class RedisStore(Store):
         await self.client.execute(*commands)
 
     async def track(self, track: int) -> dict | None:
-        (value,) = await self._execute(("HGET", self._key("tracks"), track))
-        return None if value is None else orjson.loads(value)
+        records = self._data[0].records
+        if not 0 <= track < len(records):
+            return None
+        try:
+            (value,) = await self._execute(("HGET", self._key("tracks"), track))
+            return orjson.loads(value)
+        except (KeyProblem, orjson.JSONDecodeError, TypeError) as error:
+            logger.warning("track %d: Redis holds no valid record (%s); answering from the catalog and repairing",
+                           track, str(error)[:80])
+        self.repaired += 1
+        try:
+            await self._execute(("HSET", self._key("tracks"), track, orjson.dumps(records[track])))
+        except KeyProblem:
+            pass
+        return records[track]
 
     async def artist_tracks(self, artist: str) -> list[int]:
-        (value,) = await self._execute(("HGET", self._key("artists"), artist))
-        return [] if value is None else orjson.loads(value)
+        try:
+            (value,) = await self._execute(("HGET", self._key("artists"), artist))
+            return [] if value is None else [int(track) for track in orjson.loads(value)]
+        except (KeyProblem, orjson.JSONDecodeError, TypeError, ValueError):
+            if self._artists is None:
+                self._artists = artist_tracks_of(self._data[0])
+            return self._artists.get(artist, [])
 
-    async def listen(self, user: int, listen: Listen, close: bool = False) -> tuple[list[Listen], list[Listen]]:
-        key, session_key = f"botify:history:{user}", f"botify:session:{user}"
-        entry = orjson.dumps((listen.track, listen.time, listen.artist))
-        if close:
-            session_commands = [("RPUSH", session_key, entry), ("LRANGE", session_key, -self.session_length, -1),
-                                ("DEL", session_key)]
-        else:
-            session_commands = [("RPUSH", session_key, entry), ("LTRIM", session_key, -self.session_length, -1),
-                                ("PEXPIRE", session_key, int(self.session_ttl * 1000)),
-                                ("LRANGE", session_key, 0, -1)]
-        replies = await self._execute(
-            ("LPUSH", key, entry),
-            ("LTRIM", key, 0, self.history_length - 1),
-            ("LRANGE", key, 0, self.history_length - 1),
-            *session_commands,
-            ("EXISTS", self._key("ready")),
-        )
-        if not replies[-1]:  # Redis lost our data (restarted empty): upload it again before going on
-            self._ready = False
-            await self._recover()
-        session = replies[4] if close else replies[-2]
-        return [Listen(*orjson.loads(item)) for item in session], [Listen(*orjson.loads(item)) for item in replies[2]]
+    def _keys_of(self, user: int) -> list[str]:
+        return [f"botify:history:{user}", f"botify:session:{user}", f"botify:requests:{user}"]
+
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+        keys = [*self._keys_of(user), self._key("ready")]
+        if key is not None and self.idempotency_window:
+            keys.append(f"botify:idem:{user}:{key}")
+        for _ in range(3):
+            deadline = 0
+            if self._ready:
+                deadline = int((time.time() + self._clock_offset + 0.8 * self.client.timeout) * 1000)
+            reply = await self._script("listen", keys, [
+                _entry(listen), self.history_length, self.session_length, int(self.session_ttl * 1000),
+                int(close), deadline, int(self.PENDING_TTL * 1000)])
+            tag = reply[0]
+            if tag == b"ok":
+                return Recorded(parse_listens(reply[3], keys[1]), parse_listens(reply[2], keys[0]), int(reply[1]))
+            if tag == b"seen":
+                if not reply[1]:
+                    raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
+                return Recorded([], [], 0, reply[1])
+            if tag == b"late":
+                raise StoreUnavailable(f"Redis at {self.shown_url} answered too late; nothing was recorded, retry")
+            if tag == b"lost":  # Redis lost our data (restarted empty): upload it again before going on
+                self._ready = False
+                await self._recover()
+            elif tag == b"bad":
+                await self._repair(reply[1], reply[2])
+        raise StoreUnavailable(f"Redis at {self.shown_url} could not record the play; retry")
+
+    async def answered(self, user: int, key: str, answer: bytes) -> None:
+        if self.idempotency_window:
+            await self._execute(("SET", f"botify:idem:{user}:{key}", answer, "PX", int(self.idempotency_window * 1000)))
+
+    async def undo(self, user: int, listen: Listen, recorded: Recorded, close: bool, key: str | None) -> None:
+        keys = self._keys_of(user)
+        if key is not None and self.idempotency_window:
+            keys.append(f"botify:idem:{user}:{key}")
+        before = [_entry(item) for item in recorded.session[:-1]] if close else []
+        await self._script("undo", keys, [_entry(listen), int(close), int(self.session_ttl * 1000), *before])
 
     async def history(self, user: int) -> list[Listen]:
-        (entries,) = await self._execute(("LRANGE", f"botify:history:{user}", 0, self.history_length - 1))
-        return [Listen(*orjson.loads(entry)) for entry in entries]
+        key = f"botify:history:{user}"
+        (entries,) = await self._execute(("LRANGE", key, 0, self.history_length - 1))
+        return parse_listens(entries, key)
 
     async def session(self, user: int) -> list[Listen]:
-        (entries,) = await self._execute(("LRANGE", f"botify:session:{user}", 0, -1))
-        return [Listen(*orjson.loads(entry)) for entry in entries]
+        key = f"botify:session:{user}"
+        (entries,) = await self._execute(("LRANGE", key, 0, -1))
+        return parse_listens(entries, key)
 
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         (values,) = await self._execute(("HMGET", self._key("artifact", artifact), *keys))
-        return [None if value is None else Ranked(*orjson.loads(value)) for value in values]
+        found = []
+        for key, value in zip(keys, values):
+            try:
+                found.append(None if value is None else Ranked(*orjson.loads(value)))
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                logger.warning("artifact %s: a junk list for %d in Redis; ignored", artifact, key)
+                found.append(None)
+        return found
 
     async def like(self, user: int, track: int) -> None:
         await self._execute(("SADD", f"botify:liked:{user}", track), ("SADD", f"botify:likers:{track}", user))
 
     async def liked_tracks(self, user: int) -> list[int]:
         (members,) = await self._execute(("SMEMBERS", f"botify:liked:{user}"))
-        return sorted(int(member) for member in members)
+        return sorted(int(member) for member in members if member.isdigit())
 
-    async def random_likers(self, track: int, count: int, rng) -> list[int]:
-        (members,) = await self._execute(("SRANDMEMBER", f"botify:likers:{track}", count))
-        return [int(member) for member in members]
+    async def likers(self, track: int) -> list[int]:
+        (members,) = await self._execute(("SMEMBERS", f"botify:likers:{track}"))
+        return [int(member) for member in members if member.isdigit()]
 
     async def status(self) -> dict:
         (ready,) = await self._execute(("EXISTS", self._key("ready")))
         if not ready:
             self._ready = False
-            raise StoreUnavailable(f"Redis at {self.url} lost botify's data; reloading")
-        return {"store": self.kind, "version": self.version, "url": self.url}
+            raise StoreUnavailable(f"Redis at {self.shown_url} lost botify's data; reloading")
+        return {"store": self.kind, "version": self.version, "url": self.shown_url, "repaired_keys": self.repaired}
 
     async def close(self) -> None:
         await self.client.close()
