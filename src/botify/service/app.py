@@ -177,7 +177,7 @@ class Service:
                 event.update(latency=time.perf_counter() - started, recommendation=chosen.track,
                              experiments=experiments, recommender=chosen.recommender, fallback=chosen.fallback)
             event.update(request_id=self._request_id(), data_version=self.version, schema=SCHEMA_VERSION)
-            await self.log.write(event)
+            self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)
             raise
@@ -222,20 +222,20 @@ async def _read_body(scope: dict, receive, limit: int, timeout: float) -> bytes:
         if int(length) > limit:
             raise HTTPError(413, f"body of {int(length)} bytes is over the limit of {limit}")
     body = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
-        except asyncio.TimeoutError:
-            raise HTTPError(408, f"the request body did not arrive within {timeout:g} s",
-                            [(b"connection", b"close")]) from None
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected")
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise HTTPError(413, f"body is over the limit of {limit} bytes")
-        if not message.get("more_body"):
-            return body
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPError(400, "client disconnected")
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise HTTPError(413, f"body is over the limit of {limit} bytes")
+                if not message.get("more_body"):
+                    return body
+    except TimeoutError:
+        raise HTTPError(408, f"the request body did not arrive within {timeout:g} s",
+                        [(b"connection", b"close")]) from None
 
 
 async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:

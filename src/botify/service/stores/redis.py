@@ -55,30 +55,35 @@ local t = redis.call('TIME')
 local deadline = tonumber(ARGV[6])
 if deadline > 0 and tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return {'late'} end
 if redis.call('EXISTS', KEYS[4]) == 0 then return {'lost'} end
-for i = 1, 2 do
-  local kind = redis.call('TYPE', KEYS[i])['ok']
-  if kind ~= 'list' and kind ~= 'none' then return {'bad', KEYS[i], kind} end
-end
-local kind = redis.call('TYPE', KEYS[3])['ok']
-if kind ~= 'string' and kind ~= 'none' then return {'bad', KEYS[3], kind} end
-if kind == 'string' and not tonumber(redis.call('GET', KEYS[3])) then return {'bad', KEYS[3], 'a non-number'} end
 if #KEYS == 5 then
-  kind = redis.call('TYPE', KEYS[5])['ok']
-  if kind == 'string' then return {'seen', redis.call('GET', KEYS[5])} end
-  if kind ~= 'none' then return {'bad', KEYS[5], kind} end
-  redis.call('SET', KEYS[5], '', 'PX', ARGV[7])
+  local seen = redis.pcall('GET', KEYS[5])
+  if type(seen) == 'table' and seen['err'] then return {'bad', KEYS[5], 'a non-string'} end
+  if seen then return {'seen', seen} end
 end
-local n = redis.call('INCR', KEYS[3])
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-local history = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('RPUSH', KEYS[2], ARGV[1])
+local length = redis.pcall('LPUSH', KEYS[1], ARGV[1])
+if type(length) == 'table' then return {'bad', KEYS[1], 'a non-list'} end
+local open = redis.pcall('RPUSH', KEYS[2], ARGV[1])
+if type(open) == 'table' then
+  redis.call('LPOP', KEYS[1])
+  return {'bad', KEYS[2], 'a non-list'}
+end
+local n = redis.pcall('INCR', KEYS[3])
+if type(n) == 'table' then
+  redis.call('LPOP', KEYS[1])
+  redis.call('RPOP', KEYS[2])
+  return {'bad', KEYS[3], 'a non-counter'}
+end
+if #KEYS == 5 then redis.call('SET', KEYS[5], '', 'PX', ARGV[7]) end
+local keep = tonumber(ARGV[2])
+if length > keep then redis.call('LTRIM', KEYS[1], 0, keep - 1) end
+local history = redis.call('LRANGE', KEYS[1], 0, keep - 1)
+local most = tonumber(ARGV[3])
 local session
 if ARGV[5] == '1' then
-  session = redis.call('LRANGE', KEYS[2], -tonumber(ARGV[3]), -1)
+  session = redis.call('LRANGE', KEYS[2], -most, -1)
   redis.call('DEL', KEYS[2])
 else
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+  if open > most then redis.call('LTRIM', KEYS[2], -most, -1) end
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   session = redis.call('LRANGE', KEYS[2], 0, -1)
 end
