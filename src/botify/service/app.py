@@ -380,8 +380,14 @@ class BotifyApp:
 
 
 def create_app() -> BotifyApp:
-    """The app for a uvicorn worker process, with settings passed in the environment."""
-    return BotifyApp(ServiceSettings.from_env())
+    """The app for a uvicorn worker process, with settings passed in the environment; the
+    worker exits when its master dies."""
+    from botify.service.server import configure, watch_parent
+
+    watch_parent()
+    settings = ServiceSettings.from_env()
+    configure(settings)
+    return BotifyApp(settings)
 
 
 __all__ = ["BotifyApp", "ServiceData", "create_app"]
