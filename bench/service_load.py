@@ -28,7 +28,7 @@ import numpy as np
 
 from botify.artifacts import write_artifact
 from botify.service.process import ServiceProcess, free_port
-from botify.sim.remote import BotifyClient
+from botify.client import BotifyClient
 from botify.world import WorldSpec, generate_world, world_exists
 
 
@@ -90,7 +90,7 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
         args += ["--redis", redis_url]
     with ServiceProcess(*args) as server:
         rng = np.random.default_rng(0)
-        client = BotifyClient(server.url, connections=connections, timeout=5.0, retries=0, record_latency=True)
+        client = BotifyClient(server.url, connections=connections, timeout=5.0, outage=0, record_latency=True)
         warm = 2000
         client.post_batch("next", rng.integers(0, 10_000, warm), rng.integers(0, 15_000, warm), rng.random(warm))
         client.stats.latencies.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from botify.sim import AgentSpec, SimSettings, Simulation
-from botify.sim.remote import BotifyClient, RemoteAgent, RemoteError
+from botify.client import BotifyClient, RemoteError
+from botify.sim.remote import RemoteAgent
 from botify.world import World
 
 
@@ -28,6 +30,7 @@ class CourseLikeServer(ThreadingHTTPServer):
         self.faults: list[str] = []
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
+        self.keys: list[str] = []  # the Idempotency-Key of every POST received, failed ones too
         self.nodelay: list[bool] = []
 
     @property
@@ -62,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.keys.append(self.headers["Idempotency-Key"])
         fault = self.server.next_fault()
         if fault == "drop":
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -69,6 +74,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault == "503":
             return self._answer(503, b"busy")
+        if fault in ("409", "429", "503-wait"):
+            self.send_response(int(fault[:3]))
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            return self.wfile.write(b"{}")
         endpoint, user = self.path.strip("/").split("/")
         with self.server.lock:
             self.server.requests.append((endpoint, {"user": int(user), **body}))
@@ -155,9 +166,11 @@ def test_server_down_for_good_gives_a_clear_error(small_world) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = BotifyClient(f"http://127.0.0.1:{port}", connections=2, retries=2, backoff=0.01, timeout=0.5)
-    with pytest.raises(RemoteError, match=r"failed 3 times in a row; last error: cannot connect"):
+    client = BotifyClient(f"http://127.0.0.1:{port}", connections=2, outage=0.5, backoff=0.01, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=r"kept failing for 0.5 s; last error: cannot connect"):
         client.post_batch("next", np.array([1, 2]), np.array([2, 3]), np.array([0.5, 0.5]))
+    assert 0.2 < time.monotonic() - started < 2 and client.stats.retries >= 3
     client.close()
     agent = RemoteAgent(f"http://127.0.0.1:{port}", small_world.catalog.size)
     with pytest.raises(RemoteError, match="cannot connect"):
@@ -169,9 +182,9 @@ def test_stalled_server_times_out(small_world) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        client = BotifyClient(f"http://127.0.0.1:{listener.getsockname()[1]}", connections=1, retries=1,
+        client = BotifyClient(f"http://127.0.0.1:{listener.getsockname()[1]}", connections=1, outage=0.3,
                               backoff=0.01, timeout=0.2)
-        with pytest.raises(RemoteError, match="failed 2 times"):
+        with pytest.raises(RemoteError, match="no answer within 0.2 s"):
             client.post_batch("next", np.array([1]), np.array([2]), np.array([0.5]))
         client.close()
 
@@ -185,3 +198,46 @@ def _observation(size: int):
     from botify.sim import Observation
 
     return Observation(np.arange(size), np.arange(size), np.ones(size), np.arange(size), 0, None)
+
+
+def test_retries_carry_the_same_idempotency_key(server) -> None:
+    server.faults = ["503", "drop", "409", "429"]
+    client = BotifyClient(server.url, connections=1, backoff=0.01)
+    client.post_batch("next", np.array([1, 2]), np.array([2, 3]), np.array([0.5, 0.5]))
+    client.close()
+    first, second = server.keys[:5], server.keys[5:]
+    assert len(set(first)) == 1 and len(second) == 1 and second[0] != first[0]  # 4 retries of one request
+    assert client.stats.retries == 4 and client.stats.by_status[409] == 1
+
+
+def test_retry_after_is_a_minimum_wait(server) -> None:
+    server.faults = ["503-wait"]
+    client = BotifyClient(server.url, connections=1, backoff=0.01)
+    started = time.monotonic()
+    client.post_batch("next", np.array([1]), np.array([2]), np.array([0.5]))
+    assert time.monotonic() - started >= 0.95
+    client.close()
+
+
+def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_faults import Served
+
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log"])
+    killer = threading.Timer(1.5, served.process.send_signal, (signal.SIGKILL,))
+    killer.start()
+    sessions = tmp_path / "sessions.csv"
+    result = subprocess.run([sys.executable, "-m", "botify", "sim", "run", "--world", str(small_world_dir),
+                             "--agent", "remote", "--url", served.url, "--episodes", "200000", "--chunk-size", "500",
+                             "--outage", "1", "--sessions-csv", str(sessions)], capture_output=True, text=True,
+                            timeout=120)
+    killer.join()
+    served.stop()
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr
+    assert "kept failing for 1 s" in lines[0] and "finished sessions, written to" in lines[0]
+    rows = sessions.read_text().splitlines()[1:]
+    assert 0 < len(rows) < 200_000 and len(rows) % 500 == 0

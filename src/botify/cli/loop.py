@@ -25,7 +25,7 @@ from botify.config import read_mapping, validate_config
 from botify.errors import BotifyError
 from botify.service.experiments import ExperimentsConfig
 from botify.service.process import ServiceProcess
-from botify.sim.remote import BotifyClient
+from botify.client import BotifyClient
 from botify.sim.runner import AgentSpec, SimSettings, Simulation
 from botify.world import WorldSpec, generate_world, world_exists
 
@@ -96,7 +96,11 @@ class DailyLoop:
         self.experiments_file.write_text(json.dumps({"default": "random"}))
 
     def _reload(self, client: BotifyClient) -> None:
-        status, body = client.post_json("/admin/reload")
+        for _ in range(20):
+            status, body = client.post_json("/admin/reload")
+            if status != 429:  # reloads are rate-limited: wait for the next slot
+                break
+            time.sleep(0.25)
         if status != 200:
             raise BotifyError(f"the service refused the reload: {body.decode(errors='replace')}")
 
@@ -173,7 +177,7 @@ class DailyLoop:
                 "--experiments", self.experiments_file, "--artifacts", self.artifacts, "--seed", str(self.seed)]
         with ServiceProcess(*args, log_file=self.run_dir / "service.log") as service:
             console.print(f"service on {service.url} (ready in {service.startup_seconds:.2f} s)")
-            client = BotifyClient(service.url, connections=1, timeout=60, retries=0)
+            client = BotifyClient(service.url, connections=1, timeout=60, outage=0)
             try:
                 for day in range(1, days + 1):
                     if day > 1:

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from botify.cli.progress import console, session_progress, summary_table
-from botify.sim.runner import AgentSpec, DaySummary, SimSettings, Simulation
+from botify.errors import BotifyError
+from botify.sim.runner import AgentSpec, DayInterrupted, DaySummary, SimSettings, Simulation
 
 
 @click.group()
@@ -45,15 +46,19 @@ def _write_sessions(path: Path, days: list[DaySummary]) -> None:
               help="Truncate sessions longer than this many recommendations.")
 @click.option("--connections", type=click.IntRange(min=1), default=32, show_default=True,
               help="Keep-alive connections of the remote agent.")
+@click.option("--outage", type=click.FloatRange(min=0), default=AgentSpec.model_fields["outage"].default,
+              show_default=True, help="Seconds the remote agent keeps retrying a failing service before giving up.")
 @click.option("--sessions-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Write each session's outcome (day, episode, user, time, tracks) to this CSV.")
 def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_size, max_steps, connections,
-        sessions_csv) -> None:
+        outage, sessions_csv) -> None:
     """Simulate DAYS days of EPISODES sessions and print the course's summary per day."""
     settings = SimSettings(episodes=episodes, seed=seed, processes=processes, chunk_size=chunk_size,
                            max_steps=max_steps)
-    simulation = Simulation(world_dir, AgentSpec(kind=agent, url=url, connections=connections), settings)
+    simulation = Simulation(world_dir, AgentSpec(kind=agent, url=url, connections=connections, outage=outage),
+                            settings)
     summaries: list[DaySummary] = []
+    stopped: DayInterrupted | None = None
     try:
         for day in range(1, days + 1):
             with session_progress(f"day {day} ({agent})", episodes) as advance:
@@ -62,10 +67,19 @@ def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_
             if day < days and not no_pause and sys.stdin.isatty():
                 if not click.confirm(f"End of day {day}. Start day {day + 1}?", default=True):
                     break
+    except DayInterrupted as error:  # write what finished before saying what went wrong
+        stopped = error
+        if error.partial is not None:
+            summaries.append(error.partial)
+            console.print(summary_table(summaries[-1:], title=f"Day {error.partial.day} (interrupted)"))
     finally:
         simulation.close()
     if len(summaries) > 1:
         console.print(summary_table(summaries))
-    if sessions_csv:
+    if sessions_csv and summaries:
         _write_sessions(sessions_csv, summaries)
         console.print(f"sessions written to {sessions_csv}")
+    if stopped is not None:
+        finished = sum(summary.sessions for summary in summaries)
+        where = f", written to {sessions_csv}" if sessions_csv and summaries else ""
+        raise BotifyError(f"{stopped} — stopped after {finished:,} finished sessions{where}")

@@ -34,13 +34,13 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
-        from botify.sim.remote import BotifyClient
+        from botify.client import BotifyClient
 
         started = time.monotonic()
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 - closed in stop
         self._output = output
         self.process = subprocess.Popen(self.command, stdout=output, stderr=output)
-        client = BotifyClient(self.url, connections=1, timeout=0.5, retries=0)
+        client = BotifyClient(self.url, connections=1, timeout=0.5, outage=0)
         try:
             while time.monotonic() - started < timeout:
                 if self.process.poll() is not None:

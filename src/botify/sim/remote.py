@@ -1,251 +1,19 @@
 """The remote agent: drives any server that speaks the course's HTTP API.
 
 For each step it posts `{"track", "time"}` to `/next/<user>` and reads `"track"`; when a
-session ends it posts to `/last/<user>`. Requests of a batch go out concurrently over a
-pool of keep-alive connections, each request written in one piece with TCP_NODELAY set
-(the course's client lost ~44 ms per request to Nagle's algorithm). Transient failures
-(connection errors, time-outs, 5xx) are retried with exponential back-off and counted;
-a server that stays down, or answers garbage, stops the run with one clear error.
+session ends it posts to `/last/<user>`, all through `botify.client.BotifyClient` (keep-alive
+pool, idempotency keys, retries through outages of up to `outage` seconds). A server that
+stays down longer, or answers garbage, stops the run with one clear error.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import time
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-import httptools
 import numpy as np
 
-from botify.errors import BotifyError
+from botify.client import OUTAGE, BotifyClient, RemoteError
 from botify.sim.agents import Agent, Observation
-
-
-class RemoteError(BotifyError):
-    """The server is unreachable for good or answered something the API does not allow."""
-
-
-class _TransientError(Exception):
-    """A failure worth retrying: the connection broke, timed out, or the server said 5xx."""
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection; one request in flight at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future | None = None
-        self.parser: httptools.HttpResponseParser | None = None
-        self.body = bytearray()
-        self.open = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.open = True
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(_TransientError(f"connection closed ({exc or 'by the server'})"))
-
-    def data_received(self, data: bytes) -> None:
-        if self.parser is None:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(RemoteError("the server asked for a protocol upgrade"))
-        except httptools.HttpParserError as error:
-            self._fail(RemoteError(f"the server's answer is not valid HTTP ({error})"))
-
-    def on_body(self, body: bytes) -> None:
-        self.body.extend(body)
-
-    def on_message_complete(self) -> None:
-        parser, self.parser = self.parser, None
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result((parser.get_status_code(), bytes(self.body), parser.should_keep_alive()))
-
-    def _fail(self, error: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
-
-    async def request(self, payload: bytes, timeout: float) -> tuple[int, bytes]:
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        self.parser = httptools.HttpResponseParser(self)
-        self.body = bytearray()
-        self.transport.write(payload)
-        timer = loop.call_later(timeout, self._fail, _TransientError(f"no answer within {timeout:g} s"))
-        try:
-            status, body, keep_alive = await self.waiter
-        finally:
-            timer.cancel()
-        if not keep_alive:
-            self.transport.close()
-        return status, body
-
-
-@dataclass
-class ClientStats:
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-    reconnects: int = 0
-    last_error: str = ""
-    by_status: dict[int, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-
-
-class BotifyClient:
-    """A batch client for the course's API over a pool of keep-alive connections."""
-
-    def __init__(
-        self,
-        url: str,
-        connections: int = 32,
-        timeout: float = 5.0,
-        retries: int = 6,
-        backoff: float = 0.05,
-        record_latency: bool = False,
-    ) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
-            raise RemoteError(f"{url}: expected an http://host:port URL")
-        self.url = f"http://{parts.hostname}:{parts.port or 80}"
-        self.host, self.port = parts.hostname, parts.port or 80
-        self.prefix = parts.path.rstrip("/")
-        self.connections = connections
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.record_latency = record_latency
-        self.stats = ClientStats()
-        self._loop = asyncio.new_event_loop()
-        self._pool: list[_Connection] = []
-        self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
-
-    def _payload(self, endpoint: str, user: int, track: int, played: float) -> bytes:
-        body = b'{"track":%d,"time":%s}' % (track, repr(float(played)).encode())
-        return (
-            b"POST %s/%s/%d HTTP/1.1\r\n" % (self.prefix.encode(), endpoint.encode(), user)
-            + self._host_header
-            + b"Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: %d\r\n\r\n"
-            % len(body)
-            + body
-        )
-
-    async def _connect(self, connection: _Connection | None) -> _Connection:
-        if connection is not None and connection.open:
-            return connection
-        if connection is not None:
-            self.stats.reconnects += 1
-        try:
-            _, protocol = await asyncio.wait_for(
-                self._loop.create_connection(_Connection, self.host, self.port), self.timeout
-            )
-        except (OSError, asyncio.TimeoutError) as error:
-            raise _TransientError(f"cannot connect to {self.url} ({error or 'timed out'})") from error
-        return protocol
-
-    async def _send(self, slot: int, payload: bytes) -> bytes:
-        """Send one request on connection `slot`, retrying transient failures with back-off."""
-        for attempt in range(self.retries + 1):
-            try:
-                connection = await self._connect(self._pool[slot])
-                self._pool[slot] = connection
-                sent = time.perf_counter()
-                status, body = await connection.request(payload, self.timeout)
-                if self.record_latency:
-                    self.stats.latencies.append(time.perf_counter() - sent)
-                self.stats.requests += 1
-                self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
-                if status >= 500:
-                    raise _TransientError(f"HTTP {status}: {body[:200].decode(errors='replace')}")
-                if status != 200:
-                    raise RemoteError(
-                        f"{self.url} answered HTTP {status} to {payload.split(b' ', 2)[1].decode()}: "
-                        f"{body[:300].decode(errors='replace')}"
-                    )
-                return body
-            except _TransientError as error:
-                self.stats.retries += 1
-                self.stats.last_error = str(error)
-                if attempt == self.retries:
-                    self.stats.failures += 1
-                    raise RemoteError(
-                        f"{self.url} failed {self.retries + 1} times in a row; last error: {error}"
-                    ) from None
-                await asyncio.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
-
-    async def _fan_out(self, payloads: list[bytes]) -> list[bytes]:
-        answers: list[bytes] = [b""] * len(payloads)
-        cursor = iter(range(len(payloads)))
-
-        async def worker(slot: int) -> None:
-            for index in cursor:
-                answers[index] = await self._send(slot, payloads[index])
-
-        width = min(self.connections, len(payloads))
-        while len(self._pool) < width:
-            self._pool.append(None)
-        tasks = [asyncio.ensure_future(worker(slot)) for slot in range(width)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        return answers
-
-    def post_batch(self, endpoint: str, users: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> list[bytes]:
-        """POST one request per row to `/<endpoint>/<user>`; bodies of the answers in order."""
-        payloads = [
-            self._payload(endpoint, int(u), int(t), float(x))
-            for u, t, x in zip(users.tolist(), tracks.tolist(), times.tolist())
-        ]
-        return self._loop.run_until_complete(self._fan_out(payloads))
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        """A plain GET (for `/` and `/track/<id>`), without retries."""
-        return self._request_once(
-            b"GET %s%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (self.prefix.encode(), path.encode(), self._host_header)
-        )
-
-    def post_json(self, path: str, body: bytes = b"{}") -> tuple[int, bytes]:
-        """A plain POST (for admin endpoints), without retries."""
-        payload = (b"POST %s%s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n"
-                   b"Connection: close\r\n\r\n%s" % (self.prefix.encode(), path.encode(), self._host_header, len(body), body))
-        return self._request_once(payload)
-
-    def _request_once(self, payload: bytes) -> tuple[int, bytes]:
-        async def run() -> tuple[int, bytes]:
-            connection = await self._connect(None)
-            try:
-                return await connection.request(payload, self.timeout)
-            finally:
-                connection.transport.close()
-
-        try:
-            return self._loop.run_until_complete(run())
-        except _TransientError as error:
-            raise RemoteError(str(error)) from None
-
-    def close(self) -> None:
-        for connection in self._pool:
-            if connection is not None and connection.transport is not None:
-                connection.transport.close()
-        self._pool.clear()
-        self._loop.run_until_complete(asyncio.sleep(0))
-        self._loop.close()
 
 
 def _read_track(body: bytes, n_tracks: int, url: str) -> int:
@@ -264,8 +32,9 @@ class RemoteAgent(Agent):
 
     name = "remote"
 
-    def __init__(self, url: str, n_tracks: int, connections: int = 32, timeout: float = 5.0, retries: int = 6) -> None:
-        self.client = BotifyClient(url, connections=connections, timeout=timeout, retries=retries)
+    def __init__(self, url: str, n_tracks: int, connections: int = 32, timeout: float = 5.0,
+                 outage: float = OUTAGE) -> None:
+        self.client = BotifyClient(url, connections=connections, timeout=timeout, outage=outage)
         self.n_tracks = n_tracks
 
     def check(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from botify.client import OUTAGE
 from botify.errors import BotifyError
 from botify.plugins import load_object
 from botify.sim.agents import Agent, ConsoleAgent, Observation, OracleAgent, RandomAgent
@@ -35,7 +36,7 @@ class AgentSpec(BaseModel):
     url: str | None = None
     connections: int = Field(32, ge=1)
     timeout: float = Field(5.0, gt=0)
-    retries: int = Field(6, ge=0)
+    outage: float = Field(OUTAGE, ge=0, description="seconds the remote agent rides out a failing service")
 
 
 class SimSettings(BaseModel):
@@ -63,7 +64,7 @@ def make_agent(spec: AgentSpec, world: World) -> Agent:
 
         if not spec.url:
             raise BotifyError("the remote agent needs --url (e.g. http://localhost:5001)")
-        agent = RemoteAgent(spec.url, world.catalog.size, spec.connections, spec.timeout, spec.retries)
+        agent = RemoteAgent(spec.url, world.catalog.size, spec.connections, spec.timeout, spec.outage)
         agent.check()
         return agent
     if ":" in spec.kind:
@@ -217,6 +218,15 @@ def _start_worker(world_dir: str, agent_spec: dict, settings: dict, progress: mu
         _worker["error"] = error
 
 
+class DayInterrupted(BotifyError):
+    """A day stopped by an error (e.g. the service stayed down); `partial` holds the chunks of
+    sessions that finished before it, or None."""
+
+    def __init__(self, message: str, partial: DaySummary | None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
 def _work_on_chunk(day: int, chunk: int) -> ChunkResult:
     if "error" in _worker:
         raise _worker["error"]
@@ -235,7 +245,6 @@ class Simulation:
         self.world = world or World.load(self.world_dir)
         if agent_spec.kind == "console" and settings.processes > 1:
             raise BotifyError("the console agent runs in one process: drop --processes")
-        self.chunk_size = settings.chunk_size
         self._pool = None
         self._model: ListenerModel | None = None
         self._agent: Agent | None = None
@@ -249,17 +258,24 @@ class Simulation:
         return self._model, self._agent
 
     def run_day(self, day: int, on_sessions_done: Callable[[int], None] = lambda count: None) -> DaySummary:
-        """Simulate one day; `on_sessions_done` hears how many sessions just finished."""
+        """Simulate one day; `on_sessions_done` hears how many sessions just finished. An error
+        mid-day raises DayInterrupted with the sessions finished so far."""
         started = time.perf_counter()
-        if self.settings.processes == 1:
-            model, agent = self._local()
-            chunks = range(-(-self.settings.episodes // self.settings.chunk_size))
-            results = [run_chunk(model, agent, self.settings, day, c, on_sessions_done) for c in chunks]
-        else:
-            results = self._run_on_pool(day, on_sessions_done)
+        results: list[ChunkResult] = []
+        try:
+            if self.settings.processes == 1:
+                model, agent = self._local()
+                for chunk in range(-(-self.settings.episodes // self.settings.chunk_size)):
+                    results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done))
+            else:
+                self._run_on_pool(day, on_sessions_done, results)
+        except BotifyError as error:
+            partial = DaySummary(day, _merge(results), time.perf_counter() - started) if results else None
+            raise DayInterrupted(str(error), partial) from None
         return DaySummary(day, _merge(results), time.perf_counter() - started)
 
-    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None]) -> list[ChunkResult]:
+    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None], results: list[ChunkResult]) -> None:
+        """Run the day's chunks on the pool, appending each finished chunk to `results`."""
         context = multiprocessing.get_context("spawn")
         if self._pool is None:
             self._progress = context.Manager().Queue()
@@ -274,19 +290,24 @@ class Simulation:
                 ),
             )
         chunks = range(-(-self.settings.episodes // self.settings.chunk_size))
-        pending = self._pool.starmap_async(_work_on_chunk, [(day, chunk) for chunk in chunks])
-        while not pending.ready():
-            try:
-                on_sessions_done(self._progress.get(timeout=0.1))
-            except queue.Empty:
-                pass
-        results = pending.get()
-        while True:
-            try:
-                on_sessions_done(self._progress.get_nowait())
-            except queue.Empty:
-                break
-        return results
+        pending = [self._pool.apply_async(_work_on_chunk, (day, chunk)) for chunk in chunks]
+        try:
+            while not all(item.ready() for item in pending):
+                try:
+                    on_sessions_done(self._progress.get(timeout=0.1))
+                except queue.Empty:
+                    pass
+        finally:
+            for item in pending:
+                if item.ready() and item.successful():
+                    results.append(item.get())
+            while True:
+                try:
+                    on_sessions_done(self._progress.get_nowait())
+                except queue.Empty:
+                    break
+        for item in pending:
+            item.get()  # raises the first chunk's error, if any
 
     def close(self) -> None:
         if self._pool is not None:
