@@ -281,3 +281,25 @@ def test_a_plugin_in_the_current_directory_gets_the_serving_step(small_world: Wo
     spec = {"kind": "botify_plugin_here:Mine", "params": {"tracks": [70, 71, 72]}, "ranked": True}
     recommender = chain(small_world, spec, tmp_path)
     assert ask(recommender, 1, 70, [(70, 1.0)]) == (71, "botify_plugin_here:Mine", False)
+
+
+def test_request_generators_are_independent_and_uniform() -> None:
+    """Each request draws from its own generator, seeded by (seed, user, request number):
+    reproducible, and neither consecutive requests nor neighbouring users are correlated."""
+    import numpy as np
+    from scipy import stats
+
+    from botify.service.recommenders import RequestRandom
+
+    assert RequestRandom(request_seed(42, 7, 3)).random() == RequestRandom(request_seed(42, 7, 3)).random()
+    assert RequestRandom(request_seed(42, 7, 3)).random() != RequestRandom(request_seed(43, 7, 3)).random()
+    draws = np.array([[RequestRandom(request_seed(42, user, n)).randrange(10) for n in range(200)]
+                      for user in range(500)])
+    assert stats.chisquare(np.bincount(draws.ravel(), minlength=10)).pvalue > 1e-3
+    consecutive = draws[:, :-1].ravel() * 10 + draws[:, 1:].ravel()
+    assert stats.chisquare(np.bincount(consecutive, minlength=100)).pvalue > 1e-3
+    neighbours = draws[:-1].ravel() * 10 + draws[1:].ravel()
+    assert stats.chisquare(np.bincount(neighbours, minlength=100)).pvalue > 1e-3
+    one = RequestRandom(5)
+    assert sorted(one.sample(range(10), 10)) == list(range(10))
+    assert stats.kstest([one.random() for _ in range(20_000)], "uniform").pvalue > 1e-3
