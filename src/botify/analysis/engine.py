@@ -17,13 +17,18 @@ from botify.errors import BotifyError
 
 METRICS = ("time", "sessions", "mean_request_latency", "mean_tracks_per_session", "mean_time_per_session")
 
-# Raw lines (so that malformed ones can be counted), each parsed once into the fields used.
+# Raw lines (so that malformed ones can be counted), each parsed once into the fields used. The
+# reader skips what it cannot take as a line of text (invalid UTF-8, a line over
+# MAX_LINE_BYTES, an unterminated huge tail); such lines are counted from the files' own line
+# count (`count_lines`), so that every bad line is counted however the reader split or skipped it.
+MAX_LINE_BYTES = 2 << 20
 EVENTS_SQL = """
 CREATE TEMP TABLE events AS
 WITH lines AS (
     SELECT line, row_number() OVER () AS position
     FROM read_csv($files, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', escape = '',
-                  header = false, auto_detect = false, strict_mode = false)
+                  header = false, auto_detect = false, strict_mode = false, ignore_errors = true,
+                  max_line_size = """ + str(MAX_LINE_BYTES) + """)
 ),
 fields AS (
     SELECT position, json_valid(line) AS valid,
@@ -38,7 +43,7 @@ FROM fields
 """
 
 COUNTS_SQL = """
-SELECT count(*) FILTER (WHERE NOT valid),
+SELECT count(*) FILTER (WHERE valid),
        count(*) FILTER (WHERE valid AND NOT (message IN ('next', 'last') AND "user" IS NOT NULL
                         AND "timestamp" IS NOT NULL AND "time" IS NOT NULL AND latency IS NOT NULL))
 FROM events
@@ -117,6 +122,23 @@ def expand(paths: list[str | Path]) -> list[str]:
     return files
 
 
+def count_lines(files: list[str]) -> int:
+    """Lines in the files as bytes (an unterminated last line counts), read in large blocks."""
+    import gzip
+
+    total = 0
+    for name in files:
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(name, "rb") as handle:
+            last = b""
+            while block := handle.read(1 << 24):
+                total += block.count(b"\n")
+                last = block
+            if last and not last.endswith(b"\n"):
+                total += 1
+    return total
+
+
 def load_events(connection: duckdb.DuckDBPyConnection, paths: list[str | Path], experiment: str | None) -> int:
     """Parse the logs into the temp table `events` of `connection`; the number of files read.
 
@@ -141,8 +163,9 @@ def user_metrics(
     connection = duckdb.connect()
     try:
         files = load_events(connection, paths, experiment)
-        malformed, incomplete = connection.execute(COUNTS_SQL).fetchone()
-        lines = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+        valid, incomplete = connection.execute(COUNTS_SQL).fetchone()
+        lines = count_lines(expand(paths))
+        malformed = max(lines - valid, 0)
         table = connection.execute(USER_METRICS_SQL).fetchnumpy()
         sessions = connection.execute(TIMELINE_SQL).fetchnumpy() if timeline else None
     except duckdb.Error as error:

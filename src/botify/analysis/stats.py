@@ -48,7 +48,8 @@ class Comparison:
         """"win", "loss" or "" (not significant), knowing that lower latency is better."""
         if not self.significant:
             return ""
-        better = self.effect < 0 if self.metric in LOWER_IS_BETTER else self.effect > 0
+        difference = self.treatment_mean - self.control_mean  # the effect % is undefined on a zero baseline
+        better = difference < 0 if self.metric in LOWER_IS_BETTER else difference > 0
         return "win" if better else "loss"
 
     def as_dict(self) -> dict:
@@ -62,7 +63,8 @@ def welch(
     of the Welch t-test with Welch–Satterthwaite degrees of freedom."""
     delta = treatment.mean - control.mean
     var_c, var_t = control.var / control.count, treatment.var / treatment.count
-    scale = 100 / (control.mean if reference is None else reference)
+    base = control.mean if reference is None else reference
+    scale = 100 / base if base else float("nan")  # no relative effect on a zero baseline (p still holds)
     se = np.sqrt(var_c + var_t)
     if se == 0:  # a metric constant in both groups: the difference is exact
         return delta * scale, delta * scale, delta * scale, (1.0 if delta == 0 else 0.0), 0.0
@@ -164,7 +166,8 @@ def analyze(
     adjusted = holm([item[7] for item in results])
     comparisons = [
         Comparison(metric, control, name, control_mean, treatment_mean, effect, lower, upper, p, p_adj,
-                   bool(lower > 0 or upper < 0), bool(p_adj < alpha), mde, pre is not None)
+                   bool(lower > 0 or upper < 0) if np.isfinite(lower) else bool(p < alpha), bool(p_adj < alpha), mde,
+                   pre is not None)
         for (metric, name, control_mean, treatment_mean, effect, lower, upper, p, mde), p_adj in zip(results, adjusted)
     ]
     return Analysis(experiment, control, names, table, comparisons, counts, sample_ratio(counts, names))

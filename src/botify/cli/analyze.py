@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from rich.table import Table
 
 from botify.cli.progress import console
 from botify.errors import BotifyError
+
+
+def strict_json(value):
+    """`value` with every non-finite float (NaN, ±Infinity: not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
+        return strict_json(value.item())
+    return value
 
 
 def _table(result) -> Table:
@@ -31,13 +45,15 @@ def _table(result) -> Table:
 
 def print_analysis(result, summary) -> None:
     """The terminal view: what was read, a loud SRM warning if any, the comparison table."""
+    from botify.analysis.engine import MAX_LINE_BYTES
     from botify.analysis.stats import SRM_ALPHA
 
     console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
                   + ", ".join(f"{name} {count:,}" for name, count in result.users.items()))
     if summary.malformed or summary.incomplete_fields:
-        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines and "
-                      f"{summary.incomplete_fields:,} events with missing fields[/]")
+        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines (not JSON, invalid UTF-8, over "
+                      f"{MAX_LINE_BYTES >> 20} MiB or cut off) and {summary.incomplete_fields:,} events with "
+                      "missing fields[/]")
     if result.srm:
         console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
                       f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]")
@@ -70,11 +86,12 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
         write_report(report, [render_section(result, users, summary, f"Experiment {experiment}")],
                      f"botify: {experiment}")
     if output == "json":
-        json.dump({"experiment": experiment, "control": control, "users": result.users,
-                   "srm_p_value": result.srm_p_value, "srm": result.srm,
-                   "lines": summary.lines, "malformed_lines": summary.malformed,
-                   "events_missing_fields": summary.incomplete_fields,
-                   "comparisons": [item.as_dict() for item in result.comparisons]}, sys.stdout, indent=2)
+        json.dump(strict_json({"experiment": experiment, "control": control, "users": result.users,
+                               "srm_p_value": result.srm_p_value, "srm": result.srm,
+                               "lines": summary.lines, "malformed_lines": summary.malformed,
+                               "events_missing_fields": summary.incomplete_fields,
+                               "comparisons": [item.as_dict() for item in result.comparisons]}),
+                  sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
         return
     if output == "csv":
