@@ -85,6 +85,9 @@ class Serve:
     def reload(self) -> int | None:
         return self.status("POST", "/admin/reload", {"Authorization": f"Bearer {TOKEN}"})
 
+    def rss_mib(self) -> int:
+        return int(Path(f"/proc/{self.process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -139,6 +142,17 @@ class Load:
         return times[0] - moment if times else None
 
 
+def recover(served: Serve, load: Load, undo_fault) -> str:
+    """End the fault, keep the load on for 2 s, stop; how long the first 200 took after the fault ended."""
+    undo_fault()
+    ended = time.monotonic()
+    time.sleep(2)
+    served.stop()
+    load.finish()
+    seconds = load.first_200_after(ended)
+    return "never" if seconds is None else f"{seconds:.2f} s"
+
+
 def answered_vs_logged(load: Load, log_dir: Path) -> str:
     logged = [event["user"] for event in read_events(log_dir) if event["message"] == "next"]
     lost = len(set(load.answered) - set(logged))
@@ -182,19 +196,13 @@ def full_disk(world: Path, root: Path) -> None:
         while load.statuses.get("503", 0) < 100 and time.monotonic() < deadline:
             time.sleep(0.05)
         ready = served.status("GET", "/ready")
-        rss = int(Path(f"/proc/{served.process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+        rss = served.rss_mib()
         time.sleep(2)
-        rss_later = int(Path(f"/proc/{served.process.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
-        (disk / "filler").unlink()
-        freed = time.monotonic()
-        time.sleep(2)
-        served.stop()
-        load.finish()
-        recovered = load.first_200_after(freed)
+        rss_later = served.rss_mib()
+        recovered = recover(served, load, lambda: (disk / "filler").unlink())
         print(f"  {'disk full (tmpfs 4 MB)':<22} {answered_vs_logged(load, disk / 'log')}")
-        print(f"  {'':<22} by status: {statuses(load)}; /ready while full: {ready}; RSS {rss} → {rss_later} MB "
-              f"while refusing; first 200 {recovered:.2f} s after space came back" if recovered is not None else
-              "  no recovery")
+        print(f"  {'':<22} by status: {statuses(load)}; /ready while full: {ready}; RSS {rss} → {rss_later} MiB "
+              f"while refusing; first 200 {recovered} after space came back")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
@@ -211,15 +219,10 @@ def read_only(world: Path, root: Path) -> None:
         reload_status = served.reload()  # the next event opens a new file: refused
         time.sleep(2)
     finally:
-        subprocess.run(["umount", str(log_dir)], check=True)
-    writable = time.monotonic()
-    time.sleep(2)
-    served.stop()
-    load.finish()
-    recovered = load.first_200_after(writable)
+        recovered = recover(served, load, lambda: subprocess.run(["umount", str(log_dir)], check=True))
     print(f"  {'read-only at a reload':<22} {answered_vs_logged(load, log_dir)}")
     print(f"  {'':<22} reload {reload_status}; by status: {statuses(load)}; first 200 "
-          f"{recovered:.2f} s after the directory was writable again")
+          f"{recovered} after the directory was writable again")
 
 
 @contextlib.contextmanager

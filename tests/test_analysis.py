@@ -211,3 +211,19 @@ def test_a_clearly_better_treatment_is_detected(small_world_dir: Path, small_wor
     users, _ = user_metrics([log], "KNOWN")
     verdict = next(c for c in analyze(users, "KNOWN").comparisons if c.metric == "mean_time_per_session")
     assert verdict.verdict == "win" and verdict.p_holm < 1e-6 and verdict.lower > 20
+
+
+def test_latency_is_its_own_holm_family(tmp_path: Path) -> None:
+    """Latency depends on the machine's timing: it must not move the listening metrics' Holm
+    p-values (the same traffic gives the same verdicts run to run)."""
+    write_logs(tmp_path / "log", users=300, effect=0.2)
+    users, _ = user_metrics([tmp_path / "log"], "EXP")
+    first = analyze(users, "EXP", "C")
+    slower = {**users, "mean_request_latency": users["mean_request_latency"] * np.where(users["treatment"] == "T1", 3, 1)}
+    second = analyze(slower, "EXP", "C")
+    listening = [(a.p_holm, b.p_holm) for a, b in zip(first.comparisons, second.comparisons)
+                 if a.metric != "mean_request_latency"]
+    assert listening and all(a == b for a, b in listening)
+    latency = [(a.p_holm, b.p_holm) for a, b in zip(first.comparisons, second.comparisons)
+               if a.metric == "mean_request_latency"]
+    assert any(a != b for a, b in latency)
