@@ -42,6 +42,7 @@ import orjson
 from botify.client import BotifyClient
 from botify.service.process import free_port
 from botify.world import WorldSpec, generate_world, world_exists
+from service_load import cpu_seconds  # bench/ is this script's directory
 
 TOKEN = "bench-faults-token"
 
@@ -124,7 +125,7 @@ class Load:
                 response = connection.getresponse()
                 response.read()
                 code = str(response.status)
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 connection, code = None, "no answer"
                 time.sleep(0.01)
             self.statuses[code] = self.statuses.get(code, 0) + 1
@@ -343,27 +344,34 @@ def retries(world: Path, root: Path) -> None:
           f"{lasts:,} /last and {nexts:,} /next events; the analysis counts {int(users['sessions'].sum()):,} sessions")
 
 
-def throughput(world: Path, root: Path, before: str | None) -> None:
-    trees = [("write-ahead log", None)]
+def throughput(world: Path, root: Path, before: str | None, rounds: int = 5) -> None:
+    """Median req/s and server CPU per request over interleaved rounds (this machine's noise hits
+    every variant alike): this build with the course's traffic (no Idempotency-Key), this build
+    with keys, and an older revision with the course's traffic."""
+    variants = [("write-ahead log, no keys", None, False), ("write-ahead log, keys", None, True)]
     if before:
         tree = root / "before"
         subprocess.run(["git", "worktree", "add", "-f", "--detach", str(tree), before], check=True, capture_output=True)
-        trees.append((f"before ({before})", str(tree / "src")))
+        variants.append((f"before ({before})", str(tree / "src"), False))
     rng = np.random.default_rng(0)
-    n = 60_000
+    n = 50_000
     users, tracks, times = rng.integers(0, 10_000, n), rng.integers(0, 1000, n), rng.random(n)
-    results = {}
-    for round_ in range(3):  # interleaved rounds: the machine's noise hits both alike
-        for name, pythonpath in trees:
+    results: dict[str, list[tuple[float, float]]] = {}
+    for round_ in range(rounds):
+        for name, pythonpath, keys in variants:
             served = Serve(world, root / f"tp-{round_}-{len(results)}", pythonpath=pythonpath)
-            client = BotifyClient(served.url, connections=32, outage=0)
-            started = time.perf_counter()
+            client = BotifyClient(served.url, connections=32, outage=0, idempotency_keys=keys)
+            client.post_batch("next", users[:5000], tracks[:5000], times[:5000])  # warm up
+            cpu, started = cpu_seconds(served.process.pid), time.perf_counter()
             client.post_batch("next", users, tracks, times)
-            results.setdefault(name, []).append(n / (time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            results.setdefault(name, []).append((n / seconds, (cpu_seconds(served.process.pid) - cpu) / n * 1e6))
             client.close()
             served.stop()
-    for name, rates in results.items():
-        print(f"  {name:<22} median {np.median(rates):>8,.0f} req/s over 3 rounds ({', '.join(f'{r:,.0f}' for r in rates)})")
+    for name, values in results.items():
+        rates, cpus = sorted(rate for rate, _ in values), sorted(cpu for _, cpu in values)
+        print(f"  {name:<28} median {rates[len(rates) // 2]:>8,.0f} req/s, server CPU {cpus[len(cpus) // 2]:5.1f} µs "
+              f"per request ({rounds} rounds)")
     if before:
         subprocess.run(["git", "worktree", "remove", "--force", str(root / "before")], check=False, capture_output=True)
 

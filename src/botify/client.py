@@ -128,6 +128,7 @@ class BotifyClient:
     """A batch client for the course's API over a pool of keep-alive connections.
 
     `outage`: seconds to keep retrying transient failures of one request (0: no retries).
+    `idempotency_keys`: send an `Idempotency-Key` with every play (off: traffic as the course sent it).
     `admin_token`: sent to admin endpoints; by default `$BOTIFY_ADMIN_TOKEN` or the owner-only
     token file a local service wrote."""
 
@@ -140,6 +141,7 @@ class BotifyClient:
         backoff: float = 0.05,
         record_latency: bool = False,
         admin_token: str | None = None,
+        idempotency_keys: bool = True,
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
@@ -161,16 +163,17 @@ class BotifyClient:
         self._loop = asyncio.new_event_loop()
         self._pool: list[_Connection | None] = []
         self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
-        self._key_prefix = secrets.token_hex(8).encode()  # keys only need to be unique, not reproducible
+        self._key_prefix = secrets.token_hex(8).encode() if idempotency_keys else None  # unique, not reproducible
         self._keys = 0
 
     def _payload(self, endpoint: str, user: int, track: int, played: float) -> bytes:
         body = b'{"track":%d,"time":%s}' % (track, repr(float(played)).encode())
         self._keys += 1
+        key = b"" if self._key_prefix is None else b"Idempotency-Key: %s-%d\r\n" % (self._key_prefix, self._keys)
         return (
             b"POST %s/%s/%d HTTP/1.1\r\n" % (self.prefix.encode(), endpoint.encode(), user)
             + self._host_header
-            + b"Idempotency-Key: %s-%d\r\n" % (self._key_prefix, self._keys)
+            + key
             + b"Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: %d\r\n\r\n"
             % len(body)
             + body

@@ -17,6 +17,7 @@ traffic gives the same answers whatever the concurrency, worker count or store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -92,6 +93,7 @@ class Service:
         self.store = store
         self.log = log
         self.worker = f"{os.getpid()}"
+        self.seed = settings.seed
         self.replays = 0
         self.undone = 0
         self._requests = 0
@@ -148,10 +150,6 @@ class Service:
                 chain = chains[index]
         return assigned, chain or self.default_chain
 
-    def _request_id(self) -> str:
-        self._requests += 1
-        return f"{self.worker}-{self._requests}"
-
     async def play(self, endpoint: str, user: int, body: ListenBody, started: float,
                    key: str | None) -> tuple[bytes, bool]:
         """Handle `/next` or `/last`: the answer, and whether it replays an earlier one."""
@@ -164,19 +162,24 @@ class Service:
             return recorded.replay, True
         try:
             experiments, chain = self._route(user)
-            event = {"message": endpoint, "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
-                     "time": body.time}
+            self._requests += 1
             if close:
                 answer = orjson.dumps({"user": user})
-                event.update(latency=time.perf_counter() - started, experiments=experiments)
+                event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
+                         "time": body.time, "latency": time.perf_counter() - started, "experiments": experiments,
+                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "schema": SCHEMA_VERSION}
             else:
                 query = Query(user, body.track, body.time, recorded.session, recorded.history,
-                              request_seed(self.settings.seed, user, recorded.number))
+                              request_seed(self.seed, user, recorded.number))
                 chosen = await chain.recommend(query)
                 answer = orjson.dumps({"user": user, "track": chosen.track})
-                event.update(latency=time.perf_counter() - started, recommendation=chosen.track,
-                             experiments=experiments, recommender=chosen.recommender, fallback=chosen.fallback)
-            event.update(request_id=self._request_id(), data_version=self.version, schema=SCHEMA_VERSION)
+                event = {"message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
+                         "time": body.time, "latency": time.perf_counter() - started,
+                         "recommendation": chosen.track, "experiments": experiments,
+                         "recommender": chosen.recommender, "fallback": chosen.fallback,
+                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "schema": SCHEMA_VERSION}
             self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)
@@ -205,37 +208,36 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-def _idempotency_key(scope: dict) -> str | None:
-    value = _header(scope, b"idempotency-key")
-    if value is None:
-        return None
-    if not 0 < len(value) <= 128 or not all(33 <= byte < 127 for byte in value):
-        raise HTTPError(400, "Idempotency-Key must be 1..128 printable ASCII characters without spaces")
-    return value.decode()
+def _body_headers(scope: dict) -> tuple[bytes | None, str | None]:
+    """Content-Length and Idempotency-Key of a request, in one pass over its headers."""
+    length = key = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == b"idempotency-key":
+            if not 0 < len(value) <= 128 or value.translate(None, KEY_CHARACTERS):
+                raise HTTPError(400, "Idempotency-Key must be 1..128 printable ASCII characters without spaces")
+            key = value.decode()
+    return length, key
 
 
-async def _read_body(scope: dict, receive, limit: int, timeout: float) -> bytes:
-    length = _header(scope, b"content-length")
+async def _read_body(receive, length: bytes | None, limit: int) -> bytes:
+    """The request's body (the server closes a connection whose body is late: see server.py)."""
     if length is not None:
         if not length.isdigit():
             raise HTTPError(400, "bad Content-Length header")
         if int(length) > limit:
             raise HTTPError(413, f"body of {int(length)} bytes is over the limit of {limit}")
     body = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise HTTPError(400, "client disconnected")
-                body += message.get("body", b"")
-                if len(body) > limit:
-                    raise HTTPError(413, f"body is over the limit of {limit} bytes")
-                if not message.get("more_body"):
-                    return body
-    except TimeoutError:
-        raise HTTPError(408, f"the request body did not arrive within {timeout:g} s",
-                        [(b"connection", b"close")]) from None
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "client disconnected")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise HTTPError(413, f"body is over the limit of {limit} bytes")
+        if not message.get("more_body"):
+            return body
 
 
 async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
@@ -247,7 +249,22 @@ async def _respond(send, status: int, body: bytes, headers: list | None = None) 
     await send({"type": "http.response.body", "body": body})
 
 
+KEY_CHARACTERS = bytes(range(33, 127))  # printable ASCII but space: what an Idempotency-Key may hold
 REPLAY_HEADERS = [(b"idempotent-replay", b"true")]
+
+
+def _settle() -> None:
+    """After (re)loading: take what is loaded out of the garbage collector's scans (it is never
+    cyclic garbage), and collect young objects in larger batches. A service's steady state
+    allocates per request and frees by reference counting; with the default thresholds the
+    collector's full passes over the catalog, artifacts and users' state cost more per request
+    than the event log."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+GC_THRESHOLDS = (20_000, 20, 100)
 
 
 class BotifyApp:
@@ -273,6 +290,7 @@ class BotifyApp:
             logger.warning("%s; serving 503 until it is back", error)
         log = EventLog(settings.log_dir, f"{os.getpid()}", settings.log_max_bytes, settings.log_retry)
         self.service = Service(settings, data, store, log)
+        _settle()
 
     async def reload(self) -> dict[str, Any]:
         """Re-read catalog, experiments and artifacts, load them into the store, swap them in,
@@ -295,6 +313,7 @@ class BotifyApp:
             await self.service.store.load(data.catalog, data.catalog_digest, data.artifacts)
             self.service.configure(data)
             closed = self.service.log.rotate()
+            _settle()
             return {"reloaded": True, "previous_version": previous, "data_version": self.service.version,
                     "closed_log": None if closed is None else str(closed)}
 
@@ -345,9 +364,8 @@ class BotifyApp:
             if method != "POST":
                 raise HTTPError(405, f"use POST for /{endpoint}/<user>")
             user = service.parse_user(argument)
-            key = _idempotency_key(scope)
-            listen = service.parse_listen(
-                await _read_body(scope, receive, self.settings.max_body_bytes, self.settings.body_timeout))
+            length, key = _body_headers(scope)
+            listen = service.parse_listen(await _read_body(receive, length, self.settings.max_body_bytes))
             answer, replayed = await service.play(endpoint, user, listen, started, key)
             return 200, answer, REPLAY_HEADERS if replayed else None
         if path == "/admin/reload":

@@ -104,32 +104,24 @@ class EventLog:
 
     def write(self, event: dict) -> None:
         """Hand one event to the kernel; raises LogUnavailable (and the log turns unavailable) if it cannot."""
-        self.check()
+        if self.error is not None or self._closed:
+            self.check()
+        data = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
         try:
-            self._write(orjson.dumps(event) + b"\n")
+            if self._fd is None:
+                self._open_next()
+            if os.write(self._fd, data) < len(data):  # a partial write: no room for the rest
+                raise OSError(errno.ENOSPC, "No space left on device")
         except OSError as error:
+            if self._fd is not None:
+                try:
+                    os.ftruncate(self._fd, self._size)  # cut a partial line off again
+                except OSError:
+                    pass
             self._failed(error)
             raise LogUnavailable(f"the event log cannot be written ({self.error}); retry shortly") from None
-        self.written += 1
-
-    def _write(self, data: bytes) -> None:
-        """All of `data` to the current file, or none of it (a partial line is cut off again)."""
-        if self._fd is None:
-            self._open_next()
-        start, view = self._size, memoryview(data)
-        try:
-            while view:
-                count = os.write(self._fd, view)
-                if count == 0:
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                view = view[count:]
-        except OSError:
-            try:
-                os.ftruncate(self._fd, start)
-            except OSError:
-                pass
-            raise
         self._size += len(data)
+        self.written += 1
         if self._size >= self.max_bytes:
             self._close_file()
 

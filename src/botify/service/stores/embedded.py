@@ -40,7 +40,10 @@ class EmbeddedStore(Store):
         self._records: list[dict] = []
         self._artist_tracks: dict[str, list[int]] = {}
         self._users: dict[int, _User] = {}
-        self._keys: dict[tuple[int, str], tuple[float, bytes | None]] = {}
+        # Idempotency keys ("<user>:<key>") → expiry and answer (b"" while in flight): only strings,
+        # floats and bytes, so that the garbage collector never scans them.
+        self._expiry: dict[str, float] = {}
+        self._answers: dict[str, bytes] = {}
         self._artifacts: dict[str, Artifact] = {}
         self._likers: dict[int, dict[int, None]] = {}
         self.version = ""
@@ -77,26 +80,27 @@ class EmbeddedStore(Store):
                 likers.pop(user, None)
         self.evicted += 1
 
-    def _known_key(self, user: int, key: str, now: float) -> bytes | None:
-        while self._keys:  # oldest first: drop the expired ones
-            oldest = next(iter(self._keys))
-            if self._keys[oldest][0] > now and len(self._keys) <= 4 * self.max_users:
+    def _trim_keys(self) -> None:
+        """Drop expired keys (oldest first), and the oldest beyond the bound."""
+        expiry, now = self._expiry, time.monotonic()
+        while expiry:
+            oldest = next(iter(expiry))
+            if expiry[oldest] > now and len(expiry) <= 4 * self.max_users:
                 break
-            del self._keys[oldest]
-        found = self._keys.get((user, key))
-        if found is None:
-            return None
-        if found[1] is None:
-            raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
-        return found[1]
+            del expiry[oldest], self._answers[oldest]
 
     async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
         now = time.monotonic()
         if key is not None and self.idempotency_window:
-            answer = self._known_key(user, key, now)
-            if answer is not None:
+            name = f"{user}:{key}"
+            if self._expiry.get(name, 0.0) > now:
+                answer = self._answers[name]
+                if not answer:
+                    raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
                 return Recorded([], [], 0, answer)
-            self._keys[(user, key)] = (now + self.PENDING_TTL, None)
+            self._expiry[name], self._answers[name] = now + self.PENDING_TTL, b""
+            if len(self._expiry) & 0x3FF == 0:
+                self._trim_keys()
         state = self._user(user)
         state.requests += 1
         state.history.appendleft(listen)
@@ -109,13 +113,14 @@ class EmbeddedStore(Store):
         return recorded
 
     async def answered(self, user: int, key: str, answer: bytes) -> None:
-        if self.idempotency_window:
-            self._keys.pop((user, key), None)
-            self._keys[(user, key)] = (time.monotonic() + self.idempotency_window, answer)
+        if self.idempotency_window:  # in place: keys stay in the order they arrived
+            name = f"{user}:{key}"
+            self._expiry[name], self._answers[name] = time.monotonic() + self.idempotency_window, answer
 
     async def undo(self, user: int, listen: Listen, recorded: Recorded, close: bool, key: str | None) -> None:
         if key is not None:
-            self._keys.pop((user, key), None)
+            self._expiry.pop(f"{user}:{key}", None)
+            self._answers.pop(f"{user}:{key}", None)
         state = self._users.get(user)
         if state is None or not state.history or state.history[0] != listen:
             return
