@@ -105,7 +105,7 @@ def drive(url: str, users: range, answered: list[int], statuses: dict[int, int],
             connection.request("POST", f"/next/{user}", body=b'{"track": 3, "time": 0.5}')
             response = connection.getresponse()
             response.read()
-        except OSError:
+        except (OSError, http.client.HTTPException):  # killed mid-answer
             return
         statuses[response.status] = statuses.get(response.status, 0) + 1
         if response.status == 200:

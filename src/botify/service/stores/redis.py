@@ -302,8 +302,16 @@ class RedisStore(Store):
         raise StoreUnavailable(f"Redis at {self.shown_url} could not record the play; retry")
 
     async def answered(self, user: int, key: str, answer: bytes) -> None:
+        """Written without waiting for Redis's reply: it is on the connection before the answer
+        leaves, so a retry (which comes after a lost answer) finds it."""
         if self.idempotency_window:
-            await self._execute(("SET", f"botify:idem:{user}:{key}", answer, "PX", int(self.idempotency_window * 1000)))
+            command = ("SET", f"botify:idem:{user}:{key}", answer, "PX", int(self.idempotency_window * 1000))
+            if not self.client.send_nowait(command, on_error=self._unremembered):
+                await self._execute(command)
+
+    @staticmethod
+    def _unremembered(error: BaseException) -> None:
+        logger.warning("Redis did not keep an idempotent answer (%s); a retry of it will be handled again", error)
 
     async def undo(self, user: int, listen: Listen, recorded: Recorded, close: bool, key: str | None) -> None:
         keys = self._keys_of(user)

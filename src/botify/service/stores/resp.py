@@ -124,6 +124,22 @@ class RespClient:
         """Send commands in one write; their replies, in order. Raises RedisUnavailable/RedisReplyError."""
         return await self._send(await self._connection(), commands)
 
+    def send_nowait(self, *commands: tuple, on_error=None) -> bool:
+        """Write commands on the open connection without waiting for their replies (which come
+        back in order before any later command's); False if there is no open connection. A failed
+        reply goes to `on_error`."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            return False
+        loop = asyncio.get_running_loop()
+        for _ in commands:
+            future = loop.create_future()
+            future.add_done_callback(lambda done: on_error and not done.cancelled() and done.exception()
+                                     and on_error(done.exception()))
+            protocol.waiters.append(future)
+        protocol.transport.write(b"".join(hiredis.pack_command(tuple(command)) for command in commands))
+        return True
+
     async def close(self) -> None:
         if self._protocol is not None:
             self._protocol.fail(RedisUnavailable("client closed"))
