@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from botify.service import ServiceSettings

@@ -15,7 +15,7 @@ from botify.service import ServiceSettings
 from botify.artifacts import read_artifact
 from botify.train.dataset import read_interactions
 from botify.train.diverse import diversify
-from botify.train.evaluate import evaluate_lists, evaluate_next_track, popularity_baselines
+from botify.train.evaluate import evaluate_lists, popularity_baselines
 from botify.train.pipeline import train_model
 from tests.servers import ServiceThread, read_events
 from tests.test_service import Client

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
