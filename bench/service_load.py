@@ -11,6 +11,19 @@ users and tracks over C keep-alive connections from this process and prints the 
 With `--rate R` the requests are paced at R per second (in 10 ms ticks) instead of as fast as
 possible, which is how the latency budget is stated (p99 under 10 ms at 2,000 req/s). Server
 CPU per request comes from the server process's own CPU time (/proc).
+
+  python bench/service_load.py --soak SECONDS [--users 200000]
+
+The soak: for each store (embedded, Redis) and each experiment (the default one, and an
+artifact-backed `i2i` one), one worker is driven by `wrk` (32 keep-alive connections, one wrk
+thread, random users out of `--users` — more than the embedded store keeps, so it evicts — and
+random tracks, without idempotency keys, as the course's clients send) for SECONDS, in 30 s
+windows; per window it prints req/s, p50, p99, p99.9, the longest request, the server's RSS and
+the time its garbage collector ran (from `gc.callbacks`, reported in /ready). Before that it
+measures a bare ASGI endpoint on the same uvicorn stack (uvloop, httptools, one worker) as the
+ceiling, and prints each soak's ratio to it and the targets (embedded: p99 < 5 ms and p99.9 <
+20 ms in every window at >= 60% of the ceiling; Redis: p99 < 10 ms; no window more than 10%
+below the first). Needs `wrk` (apt-get install wrk).
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -115,6 +129,120 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
               f"{cpu / done * 1000:.3f} ms/req   start-up {server.startup_seconds:.2f} s", flush=True)
 
 
+WRK_SCRIPT = """
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  math.randomseed(%(seed)d * 1000 + id)
+end
+request = function()
+  local body = string.format('{"track":%%d,"time":%%.2f}', math.random(0, %(tracks)d - 1), math.random())
+  return wrk.format("POST", "/next/" .. math.random(0, %(users)d - 1), {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max,
+    errors.connect + errors.read + errors.write + errors.status + errors.timeout))
+end
+"""
+
+
+async def bare_app(scope, receive, send) -> None:
+    """The ceiling: an ASGI endpoint that reads the request and answers a constant JSON."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"21")]})
+    await send({"type": "http.response.body", "body": b'{"user":1,"track":42}'})
+
+
+def wrk_window(url: str, script: Path, seconds: int, connections: int) -> dict:
+    """One wrk run; its requests/s and latency percentiles (ms)."""
+    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+                             url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    line = next((row for row in output.splitlines() if row.startswith("RESULT")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no result:\n{output}")
+    requests, micros, p50, p99, p999, longest, errors = map(int, line.split()[1:])
+    return {"rps": requests / (micros / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "p999": p999 / 1000,
+            "max": longest / 1000, "errors": errors}
+
+
+def rss_mib(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def soak(world: Path, work: Path, seconds: int, users: int, connections: int, redis_url: str | None) -> None:
+    window = 30
+    windows = max(1, seconds // window)
+    tracks = sum(1 for _ in (world / "tracks.json").open())
+    script = work / "soak.lua"
+    script.write_text(WRK_SCRIPT % {"seed": 42, "tracks": tracks, "users": users})
+    port = free_port()
+    ceiling_server = subprocess.Popen(
+        [sys.executable, "-c", "import sys, uvicorn; sys.path.insert(0, sys.argv[1]); uvicorn.run('service_load:bare_app', "
+         "host='127.0.0.1', port=int(sys.argv[2]), loop='uvloop', http='httptools', log_level='warning', "
+         "access_log=False)", str(Path(__file__).parent), str(port)])
+    try:
+        for _ in range(200):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        ceiling = wrk_window(f"http://127.0.0.1:{port}", script, 15, connections)
+    finally:
+        ceiling_server.terminate()
+        ceiling_server.wait()
+    print(f"  ceiling: bare ASGI endpoint, same stack: {ceiling['rps']:,.0f} req/s, p99 {ceiling['p99']:.2f} ms")
+    import orjson
+
+    for redis in [None] + ([redis_url] if redis_url else []):
+        for recommender in ("default", "i2i"):
+            args = ["--catalog", world / "tracks.json", "--log-dir", work / f"soak-log-{recommender}"]
+            if recommender != "default":
+                experiments = work / "soak-i2i.toml"
+                experiments.write_text(f"default = {RECOMMENDERS['i2i']}\n")
+                args += ["--experiments", experiments, "--artifacts", work]
+            if redis:
+                args += ["--redis", redis]
+            store = "redis" if redis else "embedded"
+            print(f"  {store} store, {recommender} experiment, {users:,} users, {windows} x {window} s:")
+            print(f"    {'window':>6} {'req/s':>8} {'p50':>7} {'p99':>7} {'p99.9':>7} {'longest':>8} {'RSS':>8}"
+                  f" {'GC':>8} {'GC max':>7} {'errors':>6}")
+            rows = []
+            with ServiceProcess(*args) as server:
+                client = BotifyClient(server.url, connections=1, outage=0)
+                gc_before = orjson.loads(client.get("/ready")[1])["gc"]
+                for index in range(windows):
+                    row = wrk_window(server.url, script, window, connections)
+                    gc_now = orjson.loads(client.get("/ready")[1])["gc"]
+                    row.update(rss=rss_mib(server.process.pid), gc=gc_now["seconds"] - gc_before["seconds"],
+                               gc_max=gc_now["longest_ms"])
+                    gc_before = gc_now
+                    rows.append(row)
+                    print(f"    {index * window:>4}-{(index + 1) * window:<3}{row['rps']:>7,.0f} {row['p50']:>5.2f}ms"
+                          f" {row['p99']:>5.2f}ms {row['p999']:>5.2f}ms {row['max']:>6.1f}ms {row['rss']:>5.0f}MiB"
+                          f" {row['gc']:>7.3f}s {row['gc_max']:>5.1f}ms {row['errors']:>6}", flush=True)
+                client.close()
+            worst_p99, worst_p999 = max(r["p99"] for r in rows), max(r["p999"] for r in rows)
+            slowest = min(r["rps"] for r in rows) / rows[0]["rps"]
+            share = sum(r["rps"] for r in rows) / len(rows) / ceiling["rps"]
+            if redis:
+                verdict = f"p99 < 10 ms: {'yes' if worst_p99 < 10 else 'NO'}"
+            else:
+                verdict = (f"p99 < 5 ms: {'yes' if worst_p99 < 5 else 'NO'}; p99.9 < 20 ms: "
+                           f"{'yes' if worst_p999 < 20 else 'NO'}; >= 60% of the ceiling: {'yes' if share >= 0.6 else 'NO'}")
+            print(f"    worst p99 {worst_p99:.2f} ms, worst p99.9 {worst_p999:.2f} ms; {share:.0%} of the ceiling's req/s; "
+                  f"slowest window {slowest:.0%} of the first ({'ok' if slowest >= 0.9 else 'MORE THAN 10% BELOW'}); "
+                  + verdict, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100_000)
@@ -124,10 +252,27 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="pace the requests at this many per second")
     parser.add_argument("--recommenders", default=",".join(RECOMMENDERS), help="comma-separated, of: "
                         + ", ".join(RECOMMENDERS))
+    parser.add_argument("--soak", type=int, metavar="SECONDS", help="the soak (see above) instead of the runs")
+    parser.add_argument("--users", type=int, default=200_000, help="distinct users in the soak")
     args = parser.parse_args()
     requests = 10_000 if args.quick else args.requests
     if not world_exists(args.world):
         generate_world(WorldSpec()).save(args.world)
+    if args.soak:
+        if shutil.which("wrk") is None:
+            raise SystemExit("the soak needs wrk: apt-get install wrk")
+        redis = start_redis()
+        print(f"botify soak: one worker, wrk with {args.connections} keep-alive connections, {args.soak} s per "
+              f"configuration ({os.cpu_count()} cores)")
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                write_i2i(Path(work), sum(1 for _ in (args.world / "tracks.json").open()))
+                soak(args.world, Path(work), args.soak, args.users, args.connections, redis[1] if redis else None)
+        finally:
+            if redis:
+                redis[0].terminate()
+                redis[0].wait()
+        return
     pace = f"paced at {args.rate:,.0f} req/s" if args.rate else "as fast as possible"
     print(f"botify service_load: one worker, {args.connections} keep-alive connections, {requests:,} POST /next "
           f"per run ({pace}), load generator in this process ({os.cpu_count()} cores)")

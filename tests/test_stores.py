@@ -309,3 +309,30 @@ def test_a_bad_redis_key_is_its_users_problem_only(redis_server, redis_url: str,
         await store.close()
 
     run(scenario())
+
+
+def test_the_embedded_store_keeps_a_user_in_the_stated_bytes_and_out_of_the_collector() -> None:
+    """Per-user state is one bytes record: within `bytes_per_user` at 50 listens, and no objects
+    the garbage collector would scan however many users it holds."""
+    import gc
+    import tracemalloc
+
+    store = EmbeddedStore(50, max_users=10_000)
+    gc.collect()
+    tracked = len(gc.get_objects())
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+
+    async def fill():
+        for user in range(4000):
+            for step in range(50):
+                await store.listen(user, Listen(step, 0.5, 1), close=step == 49)
+
+    run(fill())
+    used = (tracemalloc.get_traced_memory()[0] - before) / 4000
+    tracemalloc.stop()
+    gc.collect()
+    assert used <= EmbeddedStore.bytes_per_user(50), (used, EmbeddedStore.bytes_per_user(50))
+    assert EmbeddedStore.bytes_per_user(50) < 1000
+    assert len(gc.get_objects()) - tracked < 100  # not one tracked object per user
+    assert run(store.history(7))[0] == Listen(49, 0.5, 1) and len(run(store.history(7))) == 50

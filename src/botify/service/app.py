@@ -253,13 +253,53 @@ KEY_CHARACTERS = bytes(range(33, 127))  # printable ASCII but space: what an Ide
 REPLAY_HEADERS = [(b"idempotent-replay", b"true")]
 
 
+class GcClock:
+    """How long this process's garbage collector has run (from `gc.callbacks`), for /ready."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self.longest = 0.0
+        self.counting = True
+        self._started = 0.0
+        gc.callbacks.append(self)
+
+    _instance: GcClock | None = None
+
+    @classmethod
+    def of_this_process(cls) -> GcClock:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        if not self.counting:
+            return
+        spent = time.perf_counter() - self._started
+        self.seconds += spent
+        self.collections += 1
+        self.longest = max(self.longest, spent)
+
+    def status(self) -> dict:
+        return {"seconds": round(self.seconds, 6), "collections": self.collections,
+                "longest_ms": round(self.longest * 1000, 3)}
+
+
 def _settle() -> None:
     """After (re)loading: take what is loaded out of the garbage collector's scans (it is never
     cyclic garbage), and collect young objects in larger batches. A service's steady state
     allocates per request and frees by reference counting; with the default thresholds the
     collector's full passes over the catalog, artifacts and users' state cost more per request
     than the event log."""
-    gc.collect()
+    clock = GcClock.of_this_process()
+    clock.counting = False  # this deliberate pass is start-up work, not a pause in serving
+    try:
+        gc.collect()
+    finally:
+        clock.counting = True
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -278,6 +318,7 @@ class BotifyApp:
         self._reloading = asyncio.Lock()
         self._last_reload = float("-inf")
         self._admin_token = ""
+        self.gc = GcClock.of_this_process()
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
@@ -384,7 +425,8 @@ class BotifyApp:
             return 200, b'{"status":"ok"}', None
         if path == "/ready":
             log = service.log.status()
-            return 200, orjson.dumps({"ready": True, **await service.store.status(), **log}), None
+            return 200, orjson.dumps({"ready": True, **await service.store.status(), **log,
+                                      "gc": self.gc.status()}), None
         if path == "/openapi.json":
             return 200, self._openapi, None
         if endpoint == "track" and argument:

@@ -21,6 +21,7 @@ import logging
 import math
 import random
 from abc import ABC
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -43,8 +44,8 @@ class Query:
     user: int
     track: int
     time: float
-    session: list[Listen]
-    history: list[Listen] = field(default_factory=list)
+    session: Sequence[Listen]
+    history: Sequence[Listen] = field(default_factory=list)
     seed: int = 0
     _rng: random.Random | None = None
 

@@ -6,7 +6,7 @@ One interface (`Store`), two backends: `EmbeddedStore` (in-process, nothing to i
 
 from botify.errors import BotifyError
 from botify.service.settings import ServiceSettings
-from botify.service.stores.base import InFlight, Listen, Ranked, Recorded, Store, StoreUnavailable, data_version
+from botify.service.stores.base import InFlight, Listen, Listens, Ranked, Recorded, Store, StoreUnavailable, data_version
 from botify.service.stores.embedded import EmbeddedStore
 
 
@@ -24,5 +24,5 @@ def open_store(settings: ServiceSettings) -> Store:
     return EmbeddedStore(settings.history_length, max_users=settings.max_users, **options)
 
 
-__all__ = ["EmbeddedStore", "InFlight", "Listen", "Ranked", "Recorded", "Store", "StoreUnavailable", "data_version",
+__all__ = ["EmbeddedStore", "InFlight", "Listen", "Listens", "Ranked", "Recorded", "Store", "StoreUnavailable", "data_version",
            "open_store"]

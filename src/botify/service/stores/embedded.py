@@ -1,31 +1,29 @@
-"""The in-process store: plain dicts, nothing to install, one worker.
+"""The in-process store: nothing to install, one worker, and nothing for the garbage collector.
 
-Per-user state (history, open session, request count, likes) is kept for the `max_users`
-users seen most recently; the least recently seen go first, so memory stays bounded however
-many user ids arrive. Idempotency keys live `idempotency_window` seconds, at most
-`4 * max_users` of them.
+Each user's state is one `bytes` record — request count, last seen, the long history (newest
+first) and the open session (oldest first), 16 bytes a listen — in one dict keyed by user id.
+Bytes, ints and floats are not tracked by Python's garbage collector, so however many users
+the store holds, collections never scan it (per-listen objects made full collections take
+hundreds of milliseconds). Recommenders read the listens through `Listens`, a sequence that
+decodes on access. The dict keeps the `max_users` users seen most recently: the least recently
+seen go first, so memory stays bounded (`bytes_per_user`). Idempotency keys live
+`idempotency_window` seconds, at most `4 * max_users` of them.
 """
 
 from __future__ import annotations
 
+import struct
+import sys
 import time
-from collections import deque
 from collections.abc import Sequence
 
 from botify.artifacts import Artifact
-from botify.service.stores.base import InFlight, Listen, Ranked, Recorded, Store, artist_tracks_of, data_version, default
+from botify.service.stores.base import (PACKED, InFlight, Listen, Listens, Ranked, Recorded, Store,
+                                        artist_tracks_of, data_version, default)
 from botify.world.model import Catalog
 
-
-class _User:
-    __slots__ = ("history", "session", "seen", "requests", "liked")
-
-    def __init__(self, history_length: int) -> None:
-        self.history: deque[Listen] = deque(maxlen=history_length)
-        self.session: deque[Listen] | None = None
-        self.seen = 0.0
-        self.requests = 0
-        self.liked: dict[int, None] = {}
+HEADER = struct.Struct("<dIH")  # last seen (monotonic s), requests, listens in the history; then the session
+LISTEN = PACKED
 
 
 class EmbeddedStore(Store):
@@ -39,14 +37,22 @@ class EmbeddedStore(Store):
         self.evicted = 0
         self._records: list[dict] = []
         self._artist_tracks: dict[str, list[int]] = {}
-        self._users: dict[int, _User] = {}
+        self._users: dict[int, bytes] = {}
         # Idempotency keys ("<user>:<key>") → expiry and answer (b"" while in flight): only strings,
         # floats and bytes, so that the garbage collector never scans them.
         self._expiry: dict[str, float] = {}
         self._answers: dict[str, bytes] = {}
         self._artifacts: dict[str, Artifact] = {}
+        self._liked: dict[int, dict[int, None]] = {}
         self._likers: dict[int, dict[int, None]] = {}
         self.version = ""
+
+    @staticmethod
+    def bytes_per_user(listens: int) -> int:
+        """The most memory one user takes with `listens` in the history and no open session: the
+        record, 16 bytes of allocator header, the int key (32) and its dict slot (up to 64 with
+        the table's growth slack)."""
+        return sys.getsizeof(b"x" * (HEADER.size + LISTEN.size * listens)) + 16 + 32 + 64
 
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
         self._records = catalog.records
@@ -60,25 +66,50 @@ class EmbeddedStore(Store):
     async def artist_tracks(self, artist: str) -> list[int]:
         return self._artist_tracks.get(artist, [])
 
-    def _user(self, user: int, create: bool = True) -> _User | None:
-        """The user's state, now the most recently seen; the least recent are evicted past `max_users`."""
-        state = self._users.pop(user, None)
-        if state is None:
-            if not create:
-                return None
-            state = _User(self.history_length)
-            while len(self._users) >= self.max_users:
-                self._evict(next(iter(self._users)))
-        self._users[user] = state
-        return state
+    def _split(self, record: bytes | None, now: float) -> tuple[int, bytes, bytes]:
+        """Requests so far, history and open session (empty if none or expired) of a record."""
+        if record is None:
+            return 0, b"", b""
+        seen, requests, count = HEADER.unpack_from(record)
+        end = HEADER.size + LISTEN.size * count
+        session = record[end:] if now - seen <= self.session_ttl else b""
+        return requests, record[HEADER.size:end], session
+
+    def _store(self, user: int, requests: int, history: bytes, session: bytes, now: float) -> None:
+        users = self._users
+        if users.pop(user, None) is None:
+            while len(users) >= self.max_users:
+                self._evict(next(iter(users)))
+        users[user] = HEADER.pack(now, requests, len(history) // LISTEN.size) + history + session
 
     def _evict(self, user: int) -> None:
-        state = self._users.pop(user)
-        for track in state.liked:
+        del self._users[user]
+        for track in self._liked.pop(user, ()):
             likers = self._likers.get(track)
             if likers is not None:
                 likers.pop(user, None)
         self.evicted += 1
+
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+        now = time.monotonic()
+        if key is not None and self.idempotency_window:
+            name = f"{user}:{key}"
+            if self._expiry.get(name, 0.0) > now:
+                answer = self._answers[name]
+                if not answer:
+                    raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
+                return Recorded(Listens(b""), Listens(b""), 0, answer)
+            self._expiry[name], self._answers[name] = now + self.PENDING_TTL, b""
+            if len(self._expiry) & 0x3FF == 0:
+                self._trim_keys()
+        requests, history, session = self._split(self._users.get(user), now)
+        entry = LISTEN.pack(*listen)
+        history = (entry + history)[: LISTEN.size * self.history_length]
+        session = session + entry
+        if len(session) > LISTEN.size * self.session_length:
+            session = session[-LISTEN.size * self.session_length:]
+        self._store(user, requests + 1, history, b"" if close else session, now)  # /last closes the session
+        return Recorded(Listens(session), Listens(history), requests + 1)
 
     def _trim_keys(self) -> None:
         """Drop expired keys (oldest first), and the oldest beyond the bound."""
@@ -89,29 +120,6 @@ class EmbeddedStore(Store):
                 break
             del expiry[oldest], self._answers[oldest]
 
-    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
-        now = time.monotonic()
-        if key is not None and self.idempotency_window:
-            name = f"{user}:{key}"
-            if self._expiry.get(name, 0.0) > now:
-                answer = self._answers[name]
-                if not answer:
-                    raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
-                return Recorded([], [], 0, answer)
-            self._expiry[name], self._answers[name] = now + self.PENDING_TTL, b""
-            if len(self._expiry) & 0x3FF == 0:
-                self._trim_keys()
-        state = self._user(user)
-        state.requests += 1
-        state.history.appendleft(listen)
-        session = state.session
-        if session is None or now - state.seen > self.session_ttl:  # none open, or abandoned: a new one
-            session = deque(maxlen=self.session_length)
-        session.append(listen)
-        recorded = Recorded(list(session), list(state.history), state.requests)
-        state.session, state.seen = (None if close else session), now  # /last closes it
-        return recorded
-
     async def answered(self, user: int, key: str, answer: bytes) -> None:
         if self.idempotency_window:  # in place: keys stay in the order they arrived
             name = f"{user}:{key}"
@@ -121,28 +129,25 @@ class EmbeddedStore(Store):
         if key is not None:
             self._expiry.pop(f"{user}:{key}", None)
             self._answers.pop(f"{user}:{key}", None)
-        state = self._users.get(user)
-        if state is None or not state.history or state.history[0] != listen:
+        record = self._users.get(user)
+        if record is None:
             return
-        state.requests -= 1
-        state.history.popleft()
-        before = recorded.session[:-1]
+        now = time.monotonic()
+        requests, history, session = self._split(record, now)
+        entry = LISTEN.pack(*listen)
+        if not history.startswith(entry):
+            return
         if close:
-            state.session = deque(before, maxlen=self.session_length) if before else None
-        elif state.session is not None and state.session and state.session[-1] == listen:
-            state.session.pop()
-            if not state.session:
-                state.session = None
+            session = recorded.session.data[: -LISTEN.size]  # the session the /last closed, open again
+        elif session.endswith(entry):
+            session = session[: -LISTEN.size]
+        self._store(user, requests - 1, history[LISTEN.size:], session, now)
 
-    async def history(self, user: int) -> list[Listen]:
-        state = self._users.get(user)
-        return [] if state is None else list(state.history)
+    async def history(self, user: int) -> Listens:
+        return Listens(self._split(self._users.get(user), time.monotonic())[1])
 
-    async def session(self, user: int) -> list[Listen]:
-        state = self._users.get(user)
-        if state is None or state.session is None or time.monotonic() - state.seen > self.session_ttl:
-            return []
-        return list(state.session)
+    async def session(self, user: int) -> Listens:
+        return Listens(self._split(self._users.get(user), time.monotonic())[2])
 
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         found = self._artifacts.get(artifact)
@@ -151,16 +156,17 @@ class EmbeddedStore(Store):
         return [found.ranked(key) for key in keys]
 
     async def like(self, user: int, track: int) -> None:
-        self._user(user).liked[track] = None
+        if user not in self._users:
+            self._store(user, 0, b"", b"", time.monotonic())
+        self._liked.setdefault(user, {})[track] = None
         self._likers.setdefault(track, {})[user] = None
 
     async def liked_tracks(self, user: int) -> list[int]:
-        state = self._users.get(user)
-        return [] if state is None else sorted(state.liked)
+        return sorted(self._liked.get(user, ()))
 
     async def likers(self, track: int) -> list[int]:
         return list(self._likers.get(track, ()))
 
     async def status(self) -> dict:
         return {"store": self.kind, "version": self.version, "users": len(self._users), "max_users": self.max_users,
-                "evicted_users": self.evicted, "open_sessions": sum(state.session is not None for state in self._users.values())}
+                "evicted_users": self.evicted, "bytes_per_user_at_50_listens": self.bytes_per_user(50)}
