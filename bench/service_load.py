@@ -223,7 +223,7 @@ def soak(world: Path, work: Path, seconds: int, users: int, connections: int, re
                     row = wrk_window(server.url, script, window, connections)
                     gc_now = orjson.loads(client.get("/ready")[1])["gc"]
                     row.update(rss=rss_mib(server.process.pid), gc=gc_now["seconds"] - gc_before["seconds"],
-                               gc_max=gc_now["longest_ms"])
+                               gc_max=gc_now["recent_longest_ms"])
                     gc_before = gc_now
                     rows.append(row)
                     print(f"    {index * window:>4}-{(index + 1) * window:<3}{row['rps']:>7,.0f} {row['p50']:>5.2f}ms"

@@ -254,12 +254,14 @@ REPLAY_HEADERS = [(b"idempotent-replay", b"true")]
 
 
 class GcClock:
-    """How long this process's garbage collector has run (from `gc.callbacks`), for /ready."""
+    """How long this process's garbage collector has run while serving (from `gc.callbacks`), for
+    /ready: the total, and the longest pause since the previous /ready (`recent_longest_ms`)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.collections = 0
         self.longest = 0.0
+        self.recent = 0.0
         self.counting = True
         self._started = 0.0
         gc.callbacks.append(self)
@@ -282,10 +284,12 @@ class GcClock:
         self.seconds += spent
         self.collections += 1
         self.longest = max(self.longest, spent)
+        self.recent = max(self.recent, spent)
 
     def status(self) -> dict:
+        recent, self.recent = self.recent, 0.0
         return {"seconds": round(self.seconds, 6), "collections": self.collections,
-                "longest_ms": round(self.longest * 1000, 3)}
+                "longest_ms": round(self.longest * 1000, 3), "recent_longest_ms": round(recent * 1000, 3)}
 
 
 def _settle() -> None:
