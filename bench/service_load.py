@@ -12,7 +12,7 @@ With `--rate R` the requests are paced at R per second (in 10 ms ticks) instead 
 possible, which is how the latency budget is stated (p99 under 10 ms at 2,000 req/s). Server
 CPU per request comes from the server process's own CPU time (/proc).
 
-  python bench/service_load.py --soak SECONDS [--users 200000]
+  python bench/service_load.py --soak [SECONDS] [--users 200000]
 
 The soak: for each store (embedded, Redis) and each experiment (the default one, and an
 artifact-backed `i2i` one), one worker is driven by `wrk` (32 keep-alive connections, one wrk
@@ -252,7 +252,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="pace the requests at this many per second")
     parser.add_argument("--recommenders", default=",".join(RECOMMENDERS), help="comma-separated, of: "
                         + ", ".join(RECOMMENDERS))
-    parser.add_argument("--soak", type=int, metavar="SECONDS", help="the soak (see above) instead of the runs")
+    parser.add_argument("--soak", type=int, nargs="?", const=300, metavar="SECONDS",
+                        help="the soak (see above) instead of the runs; 300 s per configuration if no value")
     parser.add_argument("--users", type=int, default=200_000, help="distinct users in the soak")
     args = parser.parse_args()
     requests = 10_000 if args.quick else args.requests
