@@ -51,8 +51,11 @@ def test_every_bad_line_is_counted_and_the_good_ones_still_count(tmp_path: Path,
     assert summary.malformed == len(BAD_LINES) + 1
     assert summary.lines == len(events) + len(BAD_LINES) + 1 == clean_summary.lines + len(BAD_LINES) + 1
     assert summary.incomplete_fields == clean_summary.incomplete_fields
-    for name in expected:
-        np.testing.assert_array_equal(found[name], expected[name])
+    for name in expected:  # the same values; DuckDB's parallel sums may differ in the last bit
+        if expected[name].dtype.kind == "f":
+            np.testing.assert_allclose(found[name], expected[name], rtol=1e-12)
+        else:
+            np.testing.assert_array_equal(found[name], expected[name])
 
 
 def test_garbage_files_and_empty_files_are_not_fatal(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import threading
@@ -219,25 +220,32 @@ def test_retry_after_is_a_minimum_wait(server) -> None:
     client.close()
 
 
-def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path, tmp_path: Path) -> None:
-    import signal
+def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """`botify sim` against the real service, SIGKILLed mid-run: the chunks that finished are in the
+    CSV, the counters in the table, and stderr holds one line saying so; the exit status is 1."""
     import subprocess
     import sys
 
-    from tests.test_faults import Served
+    from botify.service.process import ServiceProcess
 
-    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log"])
-    killer = threading.Timer(1.5, served.process.send_signal, (signal.SIGKILL,))
-    killer.start()
+    monkeypatch.setenv("BOTIFY_ADMIN_TOKEN", "test-admin-token")  # no token file written for the service
     sessions = tmp_path / "sessions.csv"
-    result = subprocess.run([sys.executable, "-m", "botify", "sim", "run", "--world", str(small_world_dir),
-                             "--agent", "remote", "--url", served.url, "--episodes", "200000", "--chunk-size", "500",
-                             "--outage", "1", "--sessions-csv", str(sessions)], capture_output=True, text=True,
-                            timeout=120)
-    killer.join()
-    served.stop()
+    with ServiceProcess("--catalog", small_world_dir, "--log-dir", tmp_path / "log") as service:
+        killer = threading.Timer(3.0, service.process.kill)
+        killer.start()
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "botify", "sim", "run", "--world", str(small_world_dir),
+                                 "--agent", "remote", "--url", service.url, "--episodes", "200000",
+                                 "--chunk-size", "200", "--outage", "1", "--sessions-csv", str(sessions)],
+                                check=False, capture_output=True, text=True, timeout=120)
+        killer.join()
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr
-    assert "kept failing for 1 s" in lines[0] and "finished sessions, written to" in lines[0]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "kept failing for 1 s" in lines[0] and f"finished sessions, written to {sessions}" in lines[0]
+    assert re.search(r"\(remote agent that day: [\d,]+ requests, [\d,]+ retries, [1-9]\d* failures", lines[0])
     rows = sessions.read_text().splitlines()[1:]
-    assert 0 < len(rows) < 200_000 and len(rows) % 500 == 0
+    assert 0 < len(rows) < 200_000 and len(rows) % 200 == 0
+    assert f"stopped after {len(rows):,} finished sessions" in lines[0]
+    assert "(interrupted)" in result.stdout  # the day's table, counters included, was printed
+    assert time.monotonic() - started < 30

@@ -110,3 +110,74 @@ def test_two_workers_share_redis(small_world_dir: Path, tmp_path: Path, redis_se
     assert len(read_events(tmp_path / "log")) == 200
     stats = redis_server.command("INFO", "commandstats")
     assert int(stats.split("cmdstat_set:calls=")[1].split(",")[0]) <= 3  # one lock, one ready flag: one upload
+
+
+def test_every_tuning_option_takes_its_default_from_the_settings() -> None:
+    from botify.cli.serve import serve
+    from botify.service.settings import ServiceSettings
+
+    options = {param.name: param for param in serve.params}
+    for name in ("max_users", "keepalive_timeout", "header_timeout", "body_timeout", "max_connections",
+                 "shutdown_timeout", "idempotency_window", "reload_interval", "admin_token_file", "history_length"):
+        assert f"--{name.replace('_', '-')}" in options[name].opts
+    fields = ServiceSettings.model_fields
+    shared = [name for name in options if name in fields and not fields[name].is_required()
+              and fields[name].default is not None]
+    assert len(shared) >= 19  # host, port, log_dir, workers, seed and the tuning options
+    for name in shared:
+        assert options[name].default == ServiceSettings.model_fields[name].default, name
+
+
+def test_workers_get_the_connection_settings_and_one_admin_token(small_world_dir: Path, tmp_path: Path,
+                                                                  redis_url: str) -> None:
+    """`--workers 2`: each worker closes idle connections after `--header-timeout`, and takes
+    the token the master resolved (here generated into `--admin-token-file`)."""
+    import socket
+
+    token_file = tmp_path / "admin-token"
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "BOTIFY_ADMIN_TOKEN"}
+    process = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), "--catalog",
+                                str(small_world_dir), "--log-dir", "log", "--workers", "2", "--redis", redis_url,
+                                "--header-timeout", "1", "--reload-interval", "0", "--admin-token-file",
+                                str(token_file)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        ready = 0
+        while ready < 6:  # both workers up (fresh connections land on either)
+            assert time.monotonic() < deadline and process.poll() is None, "the workers did not start"
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/ready")
+                ready = ready + 1 if connection.getresponse().status == 200 else 0
+                connection.close()
+            except OSError:
+                time.sleep(0.05)
+        token = token_file.read_text().strip()
+        statuses = []
+        for _ in range(12):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", "/admin/reload", headers={"Authorization": f"Bearer {token}"})
+            statuses.append(connection.getresponse().status)
+            connection.close()
+        assert statuses == [200] * 12
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("POST", "/admin/reload", headers={"Authorization": "Bearer wrong"})
+        assert connection.getresponse().status == 401
+        connection.close()
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(10)]
+        started = time.monotonic()
+        for sock in idle:
+            sock.settimeout(max(0.1, started + 4 - time.monotonic()))
+            try:
+                assert sock.recv(1) == b""
+            except TimeoutError:
+                raise AssertionError("a worker kept an idle connection past --header-timeout 1") from None
+            finally:
+                sock.close()
+        assert time.monotonic() - started < 3
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert f"admin token from {token_file}" in output and token not in output

@@ -6,14 +6,19 @@ Nagle's algorithm). Every `/next` and `/last` carries an `Idempotency-Key`, the 
 retry of it, so a request whose answer was lost is not recorded or logged twice by the service.
 
 Transient failures (connection errors, time-outs, 5xx, 409 "still being handled", 429) are
-retried with capped exponential back-off, honouring `Retry-After`, for up to `outage` seconds
-(60 by default): a service restart or a Redis outage of a minute costs a pause, not the run.
-A server that stays down longer, or answers what the API does not allow, raises RemoteError.
+retried with capped exponential back-off (from `backoff` s, doubling to 1 s, each wait shortened
+by up to a quarter at random so that the connections of a pool do not retry in lockstep),
+honouring `Retry-After` as a minimum wait (up to 5 s), for up to `outage` seconds (60 by
+default; the last attempt is made when they run out, or not at all if the server's Retry-After
+goes past them): a service restart or a Redis outage of a minute costs a pause, not the run. A server
+that stays down longer, or answers another 4xx, raises RemoteError. A 200 that carries
+`Idempotent-Replay: true` (the answer to a retry the server had already answered) is counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import socket
 import time
@@ -26,8 +31,10 @@ import numpy as np
 from botify.errors import BotifyError
 
 OUTAGE = 60.0  # seconds of failures a client rides out by default
-BACKOFF_CAP = 1.0
-RETRY_STATUSES = (409, 429)
+BACKOFF_CAP = 1.0  # seconds: the longest back-off between two attempts
+RETRY_AFTER_CAP = 5.0  # seconds: the longest wait a server's Retry-After gets
+JITTER = 0.25  # each back-off is shortened by up to this fraction
+RETRY_STATUSES = (409, 429)  # still being handled, rate limited; every 5xx is retried too
 
 
 class RemoteError(BotifyError):
@@ -51,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self.parser: httptools.HttpResponseParser | None = None
         self.body = bytearray()
         self.retry_after = 0.0
+        self.replay = False
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -76,11 +84,14 @@ class _Connection(asyncio.Protocol):
             self._fail(RemoteError(f"the server's answer is not valid HTTP ({error})"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"retry-after":
+        name = name.lower()
+        if name == b"retry-after":
             try:
-                self.retry_after = float(value)
-            except ValueError:
+                self.retry_after = max(float(value), 0.0)
+            except ValueError:  # an HTTP date, or garbage: the back-off alone decides
                 pass
+        elif name == b"idempotent-replay":
+            self.replay = value.strip().lower() == b"true"
 
     def on_body(self, body: bytes) -> None:
         self.body.extend(body)
@@ -102,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.body = bytearray()
         self.retry_after = 0.0
+        self.replay = False
         self.transport.write(payload)
         timer = loop.call_later(timeout, self._fail, _TransientError(f"no answer within {timeout:g} s"))
         try:
@@ -115,9 +127,14 @@ class _Connection(asyncio.Protocol):
 
 @dataclass
 class ClientStats:
+    """What a client did: `requests` answered (any status), `retries` (attempts after a
+    transient failure), `failures` (requests given up after `outage` s), `replays` (200s that
+    repeated an answer the server had already given), answers `by_status`."""
+
     requests: int = 0
     retries: int = 0
     failures: int = 0
+    replays: int = 0
     reconnects: int = 0
     last_error: str = ""
     by_status: dict[int, int] = field(default_factory=dict)
@@ -128,6 +145,7 @@ class BotifyClient:
     """A batch client for the course's API over a pool of keep-alive connections.
 
     `outage`: seconds to keep retrying transient failures of one request (0: no retries).
+    `backoff`: the first wait between attempts, doubled after each up to BACKOFF_CAP.
     `idempotency_keys`: send an `Idempotency-Key` with every play (off: traffic as the course sent it).
     `admin_token`: sent to admin endpoints; by default `$BOTIFY_ADMIN_TOKEN` or the owner-only
     token file a local service wrote."""
@@ -165,6 +183,7 @@ class BotifyClient:
         self._host_header = f"Host: {self.host}:{self.port}\r\n".encode()
         self._key_prefix = secrets.token_hex(8).encode() if idempotency_keys else None  # unique, not reproducible
         self._keys = 0
+        self._jitter = random.Random(self._key_prefix)  # the pool's connections desynchronise
 
     def _payload(self, endpoint: str, user: int, track: int, played: float) -> bytes:
         body = b'{"track":%d,"time":%s}' % (track, repr(float(played)).encode())
@@ -206,6 +225,8 @@ class BotifyClient:
                     self.stats.latencies.append(time.perf_counter() - sent)
                 self.stats.requests += 1
                 self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+                if connection.replay and status == 200:
+                    self.stats.replays += 1
                 if status >= 500 or status in RETRY_STATUSES:
                     raise _TransientError(f"HTTP {status}: {body[:200].decode(errors='replace')}",
                                           connection.retry_after)
@@ -217,13 +238,19 @@ class BotifyClient:
                 return body
             except _TransientError as error:
                 self.stats.last_error = str(error)
-                wait = min(max(delay, error.wait), 5.0)
-                if time.monotonic() + wait > deadline:
+                remaining = deadline - time.monotonic()
+                asked = min(error.wait, RETRY_AFTER_CAP)  # the server's Retry-After: a minimum wait
+                if remaining <= 0 or asked > remaining:  # the budget is spent, or ends before the server is back
                     self.stats.failures += 1
+                    if self.outage <= 0:
+                        raise RemoteError(f"{self.url} failed (no retries: outage 0): {error}") from None
                     raise RemoteError(f"{self.url} kept failing for {self.outage:g} s; last error: {error}") from None
                 self.stats.retries += 1
-                await asyncio.sleep(wait)
+                await asyncio.sleep(min(max(delay * (1 - JITTER * self._jitter.random()), asked), remaining))
                 delay = min(delay * 2, BACKOFF_CAP)
+            except RemoteError:  # another 4xx, or an answer that is not HTTP: not worth retrying
+                self.stats.failures += 1
+                raise
 
     async def _fan_out(self, payloads: list[bytes]) -> list[bytes]:
         answers: list[bytes] = [b""] * len(payloads)

@@ -8,14 +8,13 @@ the banner. Options and their defaults come from `ServiceSettings`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import click
 
 from botify.config import validate_config
 from botify.errors import BotifyError
-from botify.service.settings import REDIS_ENV, SETTINGS_ENV, ServiceSettings
+from botify.service.settings import REDIS_ENV, ServiceSettings
 
 _FIELDS = ServiceSettings.model_fields
 
@@ -65,11 +64,9 @@ def _tuning(command):
 @_tuning
 def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, **tuning) -> None:
     """Serve the course's API: GET /, GET /track/<id>, POST /next/<user>, POST /last/<user>."""
-    import uvicorn
-
     from botify.service.admin import resolve_admin_token
     from botify.service.app import BotifyApp, ServiceData
-    from botify.service.server import check_log_dir, check_port, uvicorn_options
+    from botify.service.server import check_log_dir, listen, run
 
     settings = validate_config(ServiceSettings, {
         "catalog": catalog, "host": host, "port": port, "log_dir": log_dir, "workers": workers,
@@ -88,9 +85,10 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
             raise BotifyError("--redis needs the Redis extra: pip install 'botify[redis]'") from None
     data = ServiceData.read(settings)  # fail here, with one clear line, before any worker starts
     check_log_dir(settings.log_dir)
-    check_port(host, port)
-    token, token_source = resolve_admin_token(settings)
-    settings = settings.model_copy(update={"admin_token": token})
+    sock = listen(host, port)  # bound before the banner: a taken port is one line, not a log after it
+    port = sock.getsockname()[1]  # the port chosen, for --port 0
+    token, token_source = resolve_admin_token(settings)  # once, here: every worker gets the same token
+    settings = settings.model_copy(update={"admin_token": token, "port": port})
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     active = ", ".join(e.name for e in data.experiments.active) or "none"
     click.echo(
@@ -98,9 +96,4 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
         f"{'redis ' + settings.redis_display if settings.redis else 'embedded'}, experiments: {active}, "
         f"events in {log_dir}/, {workers} worker(s); admin token from {token_source}"
     )
-    options = uvicorn_options(settings)
-    if workers == 1:
-        uvicorn.run(BotifyApp(settings, data), **options)
-    else:
-        os.environ[SETTINGS_ENV] = settings.to_env()
-        uvicorn.run("botify.service.app:create_app", factory=True, workers=workers, **options)
+    run(settings, sock, BotifyApp(settings, data) if workers == 1 else None)

@@ -81,5 +81,9 @@ def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_
         console.print(f"sessions written to {sessions_csv}")
     if stopped is not None:
         finished = sum(summary.sessions for summary in summaries)
-        where = f", written to {sessions_csv}" if sessions_csv and summaries else ""
-        raise BotifyError(f"{stopped} — stopped after {finished:,} finished sessions{where}")
+        where = ""
+        if sessions_csv:
+            where = f", written to {sessions_csv}" if summaries else f"; nothing written to {sessions_csv}"
+        counters = ", ".join(f"{value:,} {key}" for key, value in stopped.agent_report.items())
+        counters = f" ({agent} agent that day: {counters})" if counters else ""
+        raise BotifyError(f"{stopped} — stopped after {finished:,} finished sessions{where}{counters}")

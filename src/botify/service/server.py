@@ -6,32 +6,38 @@ ends): such connections would pile up forever. `GuardedHttp` notes when each con
 entered its phase — waiting for a request head, or for the body — and a sweep once every
 fraction of a second closes those past `header_timeout` or `body_timeout` (a late body gets
 a 408 first). Per request that costs two clock reads, where a timer per request cost more
-than the event log. Beyond `max_connections` uvicorn answers 503; a graceful shutdown waits
-at most `shutdown_timeout`.
+than the event log. Beyond `max_connections` open connections uvicorn answers 503; a
+graceful shutdown waits at most `shutdown_timeout` for open requests, whatever clients do.
 
-Workers of `--workers N` ask the kernel for SIGTERM when their master dies (`watch_parent`),
-so killing the master never leaves orphans serving on the port.
+`listen` binds the port before the banner (a taken port is one line, never a log after it)
+and `run` serves that socket, with one worker or `--workers N`. Workers ask the kernel for
+SIGTERM when their master dies (`watch_parent`, called by `create_app` in each worker), so
+killing the master never leaves orphans serving on the port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import errno
+import multiprocessing
 import os
 import signal
 import socket
+import sys
 import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from botify.errors import BotifyError
-from botify.service.settings import ServiceSettings
+from botify.service.settings import SETTINGS_ENV, ServiceSettings
 
 PR_SET_PDEATHSIG = 1
 HEAD, BODY, APP = 0, 1, 2
-LATE_BODY = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-             b"content-length: %d\r\n\r\n%s")
+ANSWER = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+          b"content-length: %d\r\n\r\n%s")
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -65,6 +71,16 @@ class GuardedHttp(HttpToolsProtocol):
         GuardedHttp._open.discard(self)
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: idle connections close now, answered ones after their
+        answer; a body still on its way is given up just before uvicorn's deadline would cancel
+        its request (which logs a traceback), so the app ends it as a disconnect."""
+        super().shutdown()
+        deadline = self.config.timeout_graceful_shutdown
+        if self._phase == BODY and deadline is not None and not self.transport.is_closing():
+            self.loop.call_later(max(0.0, deadline - 0.25), self._give_up, 503, b"Service Unavailable",
+                                 b'{"detail":"the service is shutting down; the request body had not arrived"}')
+
     def _overdue(self, now: float) -> None:
         if self.transport.is_closing():
             return
@@ -72,11 +88,20 @@ class GuardedHttp(HttpToolsProtocol):
             if self.cycle is None or self.cycle.response_complete:  # not between a pipelined request and its answer
                 self.transport.close()
         elif self._phase == BODY and now - self._since > self.body_timeout:
-            detail = b'{"detail":"the request body did not arrive within %g s"}' % self.body_timeout
-            if self.cycle is not None and not self.cycle.response_started:
-                self.cycle.response_complete = True  # the app's answer (to a disconnect) goes nowhere
-                self.transport.write(LATE_BODY % (len(detail), detail))
-            self.transport.close()
+            self._give_up(408, b"Request Timeout",
+                          b'{"detail":"the request body did not arrive within %g s"}' % self.body_timeout)
+
+    def _give_up(self, status: int, reason: bytes, detail: bytes) -> None:
+        """Answer a request whose body has not arrived (unless an answer has started) and close."""
+        if self._phase != BODY or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_started:
+                self.transport.write(ANSWER % (status, reason, len(detail), detail))
+            cycle.disconnected = True  # the app's receive() gets http.disconnect, its answer goes nowhere
+            cycle.message_event.set()
+        self.transport.close()
 
 
 async def _sweep(loop: asyncio.AbstractEventLoop) -> None:
@@ -97,21 +122,51 @@ def configure(settings: ServiceSettings) -> None:
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
     """uvicorn's options for these settings (the same for one worker or many)."""
     configure(settings)
+    # uvicorn answers 503 when a request's head arrives while `limit_concurrency` connections
+    # are open, this one included: + 1 serves exactly `max_connections` open connections.
     return dict(host=settings.host, port=settings.port, loop="uvloop", http=GuardedHttp, log_level="warning",
                 access_log=False, lifespan="on", server_header=False, proxy_headers=False,
-                timeout_keep_alive=settings.keepalive_timeout, limit_concurrency=settings.max_connections,
+                timeout_keep_alive=settings.keepalive_timeout, limit_concurrency=settings.max_connections + 1,
                 timeout_graceful_shutdown=settings.shutdown_timeout)
 
 
-def check_port(host: str, port: int) -> None:
-    """Fail with one line, before anything starts, when the address cannot be bound."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            reason = "is in use" if error.errno == 98 else f"cannot be bound ({error.strerror})"
-            raise BotifyError(f"port {port} on {host} {reason}; pick another with --port") from None
+def listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound now (before the banner); one line when it cannot be."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        reason = "is in use" if error.errno == errno.EADDRINUSE else "cannot be bound"
+        raise BotifyError(f"port {port} on {host} {reason} ({error.strerror or error}); "
+                          "pick another with --port") from None
+    sock.set_inheritable(True)  # as uvicorn's own bind: workers get it
+    return sock
+
+
+def run(settings: ServiceSettings, sock: socket.socket, app=None) -> None:
+    """Serve on `sock` (from `listen`): `app` in this process with one worker, else
+    `settings.workers` worker processes each building its app with `create_app`."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    options = uvicorn_options(settings)
+    if settings.workers == 1:
+        server = uvicorn.Server(uvicorn.Config(app, **options))
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises a SIGINT once shut down, as uvicorn.run
+            server.run(sockets=[sock])
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
+        return
+    os.environ[SETTINGS_ENV] = settings.to_env()  # the workers' settings (with the admin token they share)
+    config = uvicorn.Config("botify.service.app:create_app", factory=True, workers=settings.workers, **options)
+    supervisor = Multiprocess(config, sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):
+        supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 def check_log_dir(path) -> None:
@@ -127,12 +182,18 @@ def check_log_dir(path) -> None:
 
 
 def watch_parent() -> None:
-    """In a worker process: be sent SIGTERM when the parent (uvicorn's master) dies."""
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: nothing to ask for
+    """In a worker process of `--workers N`: be sent SIGTERM when the master dies.
+
+    Call it first thing in the worker (`create_app` does). The kernel's parent-death signal
+    (Linux `prctl(PR_SET_PDEATHSIG)`) comes only for a death after the call, so a master
+    that died before it is caught by comparing the parent with the one that spawned us.
+    Outside a worker spawned by uvicorn's supervisor, or off Linux, it does nothing.
+    """
+    master = multiprocessing.parent_process()
+    if master is None or not sys.platform.startswith("linux"):
         return
-    if os.getppid() != parent or parent == 1:  # the master died before we asked
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != master.pid:  # the master died before we asked
         os.kill(os.getpid(), signal.SIGTERM)

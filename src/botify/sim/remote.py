@@ -52,7 +52,8 @@ class RemoteAgent(Agent):
 
     def _counters(self) -> dict[str, int]:
         stats = self.client.stats
-        return {"requests": stats.requests, "retries": stats.retries, "failures": stats.failures}
+        return {"requests": stats.requests, "retries": stats.retries, "failures": stats.failures,
+                "replays": stats.replays}
 
     def reset(self, rng: np.random.Generator) -> None:
         super().reset(rng)

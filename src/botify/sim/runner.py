@@ -118,23 +118,27 @@ def run_chunk(
     total_time, total_tracks = np.zeros(size), np.zeros(size, dtype=np.int64)
     truncated = np.zeros(size, dtype=bool)
     steps = 0
-    while sessions.size:
-        actions = agent.next(_observe(sessions, tracks, times))
-        result = model.step(sessions, actions, rng)
-        steps += sessions.size
-        done = result.done
-        if done.any():
-            ended = sessions.keep(done)
-            agent.last(_observe(ended, actions[done], result.time[done]))
-            rows = ended.episode - first
-            total_time[rows] = ended.total_time
-            total_tracks[rows] = ended.length
-            truncated[rows] = result.truncated[done]
-            on_sessions_done(int(done.sum()))
-            live = ~done
-            sessions, tracks, times = sessions.keep(live), actions[live], result.time[live]
-        else:
-            tracks, times = actions, result.time
+    try:
+        while sessions.size:
+            actions = agent.next(_observe(sessions, tracks, times))
+            result = model.step(sessions, actions, rng)
+            steps += sessions.size
+            done = result.done
+            if done.any():
+                ended = sessions.keep(done)
+                agent.last(_observe(ended, actions[done], result.time[done]))
+                rows = ended.episode - first
+                total_time[rows] = ended.total_time
+                total_tracks[rows] = ended.length
+                truncated[rows] = result.truncated[done]
+                on_sessions_done(int(done.sum()))
+                live = ~done
+                sessions, tracks, times = sessions.keep(live), actions[live], result.time[live]
+            else:
+                tracks, times = actions, result.time
+    except BotifyError as error:  # the unfinished chunk's counters travel with the error (pickled too)
+        error.agent_report = agent.report()
+        raise
     return ChunkResult(episodes, users, total_time, total_tracks, truncated, steps, agent.report())
 
 
@@ -219,12 +223,15 @@ def _start_worker(world_dir: str, agent_spec: dict, settings: dict, progress: mu
 
 
 class DayInterrupted(BotifyError):
-    """A day stopped by an error (e.g. the service stayed down); `partial` holds the chunks of
-    sessions that finished before it, or None."""
+    """A day stopped by an error (e.g. the service stayed down). `partial` holds the chunks that
+    finished before it (whole chunks only: the sessions that ended within an unfinished chunk are
+    the short ones, so they would bias the day's means), or None; `agent_report` the agent's
+    counters over the whole day, unfinished chunks included (the failures are there)."""
 
-    def __init__(self, message: str, partial: DaySummary | None) -> None:
+    def __init__(self, message: str, partial: DaySummary | None, agent_report: dict[str, int] | None = None) -> None:
         super().__init__(message)
         self.partial = partial
+        self.agent_report = agent_report or {}
 
 
 def _work_on_chunk(day: int, chunk: int) -> ChunkResult:
@@ -262,20 +269,34 @@ class Simulation:
         mid-day raises DayInterrupted with the sessions finished so far."""
         started = time.perf_counter()
         results: list[ChunkResult] = []
+        unfinished: list[dict[str, int]] = []  # agent counters of the chunks an error stopped
         try:
             if self.settings.processes == 1:
                 model, agent = self._local()
                 for chunk in range(-(-self.settings.episodes // self.settings.chunk_size)):
-                    results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done))
+                    try:
+                        results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done))
+                    except BotifyError as error:
+                        unfinished.append(getattr(error, "agent_report", {}))
+                        raise
             else:
-                self._run_on_pool(day, on_sessions_done, results)
+                self._run_on_pool(day, on_sessions_done, results, unfinished)
         except BotifyError as error:
-            partial = DaySummary(day, _merge(results), time.perf_counter() - started) if results else None
-            raise DayInterrupted(str(error), partial) from None
+            report: dict[str, int] = {}
+            for counters in [item.agent_report for item in results] + unfinished:
+                for key, value in counters.items():
+                    report[key] = report.get(key, 0) + value
+            partial = None
+            if results:
+                partial = DaySummary(day, _merge(results), time.perf_counter() - started)
+                partial.result.agent_report = report
+            raise DayInterrupted(str(error), partial, report) from None
         return DaySummary(day, _merge(results), time.perf_counter() - started)
 
-    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None], results: list[ChunkResult]) -> None:
-        """Run the day's chunks on the pool, appending each finished chunk to `results`."""
+    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None], results: list[ChunkResult],
+                     unfinished: list[dict[str, int]]) -> None:
+        """Run the day's chunks on the pool, appending each finished chunk to `results` and the
+        agent counters of each failed one to `unfinished`."""
         context = multiprocessing.get_context("spawn")
         if self._pool is None:
             self._progress = context.Manager().Queue()
@@ -301,6 +322,11 @@ class Simulation:
             for item in pending:
                 if item.ready() and item.successful():
                     results.append(item.get())
+                elif item.ready():
+                    try:
+                        item.get()
+                    except Exception as error:  # noqa: BLE001 - the first one is raised below
+                        unfinished.append(getattr(error, "agent_report", {}))
             while True:
                 try:
                     on_sessions_done(self._progress.get_nowait())
