@@ -7,6 +7,7 @@ functions and GROUP BY only) so that the same logic can run on Spark later.
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,33 +20,50 @@ METRICS = ("time", "sessions", "mean_request_latency", "mean_tracks_per_session"
 
 # Raw lines (so that malformed ones can be counted), each parsed once into the fields used. The
 # reader skips what it cannot take as a line of text (invalid UTF-8, a line over
-# MAX_LINE_BYTES, an unterminated huge tail); such lines are counted from the files' own line
+# MAX_LINE_BYTES, an unterminated huge tail); then lines are counted from the files' own line
 # count (`count_lines`), so that every bad line is counted however the reader split or skipped it.
+# Columns are split at chr(1), which no JSON text holds raw: `rest` (after it) is NULL only for
+# a line without one (nullstr is a newline, which no value can be), so a bad line is never taken
+# for the JSON before its first chr(1). The reader also ends a line at a lone CR (no service line
+# holds a raw one): a bad line with CRs still counts once, unless a piece of it between CRs is
+# itself a whole JSON event, which is then read as one.
 MAX_LINE_BYTES = 2 << 20
 EVENTS_SQL = """
 CREATE TEMP TABLE events AS
 WITH lines AS (
-    SELECT line, row_number() OVER () AS position
-    FROM read_csv($files, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', escape = '',
-                  header = false, auto_detect = false, strict_mode = false, ignore_errors = true,
-                  max_line_size = """ + str(MAX_LINE_BYTES) + """)
+    SELECT line, rest, row_number() OVER () AS position
+    FROM read_csv($files, columns = {'line': 'VARCHAR', 'rest': 'VARCHAR'}, delim = chr(1), quote = '', escape = '',
+                  header = false, auto_detect = false, strict_mode = false, null_padding = true,
+                  nullstr = chr(10), ignore_errors = true, max_line_size = """ + str(MAX_LINE_BYTES) + """)
 ),
 fields AS (
-    SELECT position, json_valid(line) AS valid,
-           CASE WHEN json_valid(line) THEN json_extract_string(
+    SELECT position, strlen(line) AS size, rest IS NULL AND json_valid(line) AS valid,
+           CASE WHEN rest IS NULL AND json_valid(line) THEN json_extract_string(
                line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path, '$.track']) END AS f
     FROM lines
+),
+typed AS (
+    SELECT position, size, coalesce(valid, false) AS valid, f[1] AS message, TRY_CAST(f[2] AS BIGINT) AS "timestamp",
+           TRY_CAST(f[3] AS BIGINT) AS "user", TRY_CAST(f[4] AS DOUBLE) AS "time",
+           TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment, TRY_CAST(f[7] AS BIGINT) AS track
+    FROM fields
 )
-SELECT position, valid, f[1] AS message, TRY_CAST(f[2] AS BIGINT) AS "timestamp", TRY_CAST(f[3] AS BIGINT) AS "user",
-       TRY_CAST(f[4] AS DOUBLE) AS "time", TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment,
-       TRY_CAST(f[7] AS BIGINT) AS track
-FROM fields
+-- The JSON reader takes NaN and Infinity, and "1e999" casts to infinity: such a number is no
+-- value (one would make its treatment's means NaN), so the field counts as missing.
+SELECT * REPLACE (CASE WHEN isfinite("time") THEN "time" END AS "time",
+                  CASE WHEN isfinite(latency) THEN latency END AS latency)
+FROM typed
 """
 
+# An event the analysis can use: JSON with every field it needs (an event without a `message`
+# is not usable either, hence the coalesce: NULL is not false, and NOT NULL is NULL).
+USABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+                  AND "time" IS NOT NULL AND latency IS NOT NULL, false)"""
+
+# Valid lines, those of them the analysis cannot use, all rows read and their bytes (newlines aside).
 COUNTS_SQL = """
-SELECT count(*) FILTER (WHERE valid),
-       count(*) FILTER (WHERE valid AND NOT (message IN ('next', 'last') AND "user" IS NOT NULL
-                        AND "timestamp" IS NOT NULL AND "time" IS NOT NULL AND latency IS NOT NULL))
+SELECT count(*) FILTER (WHERE valid), count(*) FILTER (WHERE valid AND NOT """ + USABLE + """), count(*),
+       coalesce(sum(size), 0)
 FROM events
 """
 
@@ -60,9 +78,7 @@ SESSION_NUMBER = """CAST(coalesce(sum(CASE WHEN message = 'last' THEN 1 ELSE 0 E
 # their `last` count. Per user, the course's notebook metrics.
 USER_METRICS_SQL = """
 WITH usable AS (
-    SELECT * FROM events
-    WHERE valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
-      AND "time" IS NOT NULL AND latency IS NOT NULL
+    SELECT * FROM events WHERE """ + USABLE + """
 ),
 numbered AS (
     SELECT *, """ + SESSION_NUMBER + """ AS session
@@ -123,19 +139,24 @@ def expand(paths: list[str | Path]) -> list[str]:
 
 
 def count_lines(files: list[str]) -> int:
-    """Lines in the files as bytes (an unterminated last line counts), read in large blocks."""
+    """Lines in the files as bytes (an unterminated last line counts): NumPy over large blocks."""
     import gzip
+    import zlib
 
+    block = bytearray(1 << 24)
+    data, newline = np.frombuffer(block, dtype=np.uint8), np.empty(len(block), dtype=bool)
     total = 0
     for name in files:
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(name, "rb") as handle:
-            last = b""
-            while block := handle.read(1 << 24):
-                total += block.count(b"\n")
-                last = block
-            if last and not last.endswith(b"\n"):
-                total += 1
+        try:
+            with gzip.open(name, "rb") if name.endswith(".gz") else open(name, "rb", buffering=0) as handle:
+                last = None  # the file's last byte
+                while size := handle.readinto(block):
+                    total += int(np.count_nonzero(np.equal(data[:size], 10, out=newline[:size])))
+                    last = block[size - 1]
+                if last is not None and last != 10:
+                    total += 1
+        except (OSError, EOFError, zlib.error) as error:  # unreadable, or a cut or corrupt gzip file
+            raise BotifyError(f"cannot read the logs: {name}: {error}") from error
     return total
 
 
@@ -160,19 +181,25 @@ def user_metrics(
     """Per-user metrics as columns, with each user's treatment in `experiment` (users outside it
     are left out); with `experiment=None` every user counts, under treatment "". Also what the
     logs held and, if asked, finished sessions per second and treatment."""
+    files = expand(paths)
     connection = duckdb.connect()
     try:
-        files = load_events(connection, paths, experiment)
-        valid, incomplete = connection.execute(COUNTS_SQL).fetchone()
-        lines = count_lines(expand(paths))
-        malformed = max(lines - valid, 0)
+        load_events(connection, files, experiment)
+        valid, incomplete, rows, size = connection.execute(COUNTS_SQL).fetchone()
         table = connection.execute(USER_METRICS_SQL).fetchnumpy()
         sessions = connection.execute(TIMELINE_SQL).fetchnumpy() if timeline else None
     except duckdb.Error as error:
         raise BotifyError(f"cannot read the logs: {error}") from error
     finally:
         connection.close()
-    summary = LogSummary(files, lines, malformed, incomplete, sessions)
+    # If every byte of the files is in a row of valid JSON or its newline, the reader skipped
+    # nothing and its rows are the lines. Otherwise (a bad line, CRLF, a cut last line, gzip) the
+    # files' own line count says how many lines there were.
+    whole = valid == rows and not any(name.endswith(".gz") for name in files) and (
+        size + rows == sum(os.path.getsize(name) for name in files))
+    lines = rows if whole else count_lines(files)
+    malformed = max(lines - valid, 0)
+    summary = LogSummary(len(files), lines, malformed, incomplete, sessions)
     columns = {name: np.asarray(table[name]) for name in ("user", "treatment", *METRICS)}
     columns["treatment"] = columns["treatment"].astype(str)
     return columns, summary

@@ -43,20 +43,34 @@ def _table(result) -> Table:
     return table
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def skipped_note(summary) -> str | None:
+    """One line saying how many lines the analysis skipped and why, or None if it skipped none."""
+    from botify.analysis.engine import MAX_LINE_BYTES
+
+    if not summary.malformed and not summary.incomplete_fields:
+        return None
+    return (f"skipped {_plural(summary.malformed, 'malformed line')} (not JSON, invalid UTF-8, over "
+            f"{MAX_LINE_BYTES >> 20} MiB or cut off) and {_plural(summary.incomplete_fields, 'event')} with "
+            "missing or invalid fields")
+
+
 def print_analysis(result, summary) -> None:
     """The terminal view: what was read, a loud SRM warning if any, the comparison table."""
-    from botify.analysis.engine import MAX_LINE_BYTES
     from botify.analysis.stats import SRM_ALPHA
 
+    # soft_wrap: each message stays one line, however narrow the terminal (or a pipe's 80 columns).
     console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
-                  + ", ".join(f"{name} {count:,}" for name, count in result.users.items()))
-    if summary.malformed or summary.incomplete_fields:
-        console.print(f"[yellow]skipped {summary.malformed:,} malformed lines (not JSON, invalid UTF-8, over "
-                      f"{MAX_LINE_BYTES >> 20} MiB or cut off) and {summary.incomplete_fields:,} events with "
-                      "missing fields[/]")
+                  + ", ".join(f"{name} {count:,}" for name, count in result.users.items()), soft_wrap=True)
+    if note := skipped_note(summary):
+        console.print(f"[yellow]{note}[/]", soft_wrap=True)
     if result.srm:
         console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
-                      f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]")
+                      f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]",
+                      soft_wrap=True)
     console.print(_table(result))
 
 
@@ -74,7 +88,9 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
 
     users, summary = user_metrics(list(logs), experiment, timeline=report is not None)
     if len(users["user"]) == 0:
-        raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)")
+        note = skipped_note(summary)
+        raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)"
+                          + (f" ({_plural(summary.lines, 'line')}; {note})" if note else ""))
     pre = user_metrics(list(pre_logs), None)[0] if pre_logs else None
     try:
         result = run_analysis(users, experiment, control, pre)
@@ -85,6 +101,8 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
 
         write_report(report, [render_section(result, users, summary, f"Experiment {experiment}")],
                      f"botify: {experiment}")
+    if output != "table" and (note := skipped_note(summary)):
+        click.echo(note, err=True)  # stdout holds only the document
     if output == "json":
         json.dump(strict_json({"experiment": experiment, "control": control, "users": result.users,
                                "srm_p_value": result.srm_p_value, "srm": result.srm,
