@@ -68,10 +68,6 @@ class Listens(Sequence):
     def __repr__(self) -> str:
         return f"Listens({list(self)!r})"
 
-    @staticmethod
-    def pack(listen: Listen) -> bytes:
-        return PACKED.pack(*listen)
-
 
 def data_version(catalog_digest: str, artifacts: dict[str, Artifact]) -> str:
     """A short id of the catalog and artifacts loaded: a changed file is a new version."""

@@ -23,7 +23,6 @@ from botify.service.stores.base import (PACKED, InFlight, Listen, Listens, Ranke
 from botify.world.model import Catalog
 
 HEADER = struct.Struct("<dIH")  # last seen (monotonic s), requests, listens in the history; then the session
-LISTEN = PACKED
 
 
 class EmbeddedStore(Store):
@@ -52,7 +51,7 @@ class EmbeddedStore(Store):
         """The most memory one user takes with `listens` in the history and no open session: the
         record, 16 bytes of allocator header, the int key (32) and its dict slot (up to 64 with
         the table's growth slack)."""
-        return sys.getsizeof(b"x" * (HEADER.size + LISTEN.size * listens)) + 16 + 32 + 64
+        return sys.getsizeof(b"x" * (HEADER.size + PACKED.size * listens)) + 16 + 32 + 64
 
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
         self._records = catalog.records
@@ -71,7 +70,7 @@ class EmbeddedStore(Store):
         if record is None:
             return 0, b"", b""
         seen, requests, count = HEADER.unpack_from(record)
-        end = HEADER.size + LISTEN.size * count
+        end = HEADER.size + PACKED.size * count
         session = record[end:] if now - seen <= self.session_ttl else b""
         return requests, record[HEADER.size:end], session
 
@@ -80,7 +79,7 @@ class EmbeddedStore(Store):
         if users.pop(user, None) is None:
             while len(users) >= self.max_users:
                 self._evict(next(iter(users)))
-        users[user] = HEADER.pack(now, requests, len(history) // LISTEN.size) + history + session
+        users[user] = HEADER.pack(now, requests, len(history) // PACKED.size) + history + session
 
     def _evict(self, user: int) -> None:
         del self._users[user]
@@ -103,11 +102,11 @@ class EmbeddedStore(Store):
             if len(self._expiry) & 0x3FF == 0:
                 self._trim_keys()
         requests, history, session = self._split(self._users.get(user), now)
-        entry = LISTEN.pack(*listen)
-        history = (entry + history)[: LISTEN.size * self.history_length]
+        entry = PACKED.pack(*listen)
+        history = (entry + history)[: PACKED.size * self.history_length]
         session = session + entry
-        if len(session) > LISTEN.size * self.session_length:
-            session = session[-LISTEN.size * self.session_length:]
+        if len(session) > PACKED.size * self.session_length:
+            session = session[-PACKED.size * self.session_length:]
         self._store(user, requests + 1, history, b"" if close else session, now)  # /last closes the session
         return Recorded(Listens(session), Listens(history), requests + 1)
 
@@ -134,14 +133,14 @@ class EmbeddedStore(Store):
             return
         now = time.monotonic()
         requests, history, session = self._split(record, now)
-        entry = LISTEN.pack(*listen)
+        entry = PACKED.pack(*listen)
         if not history.startswith(entry):
             return
         if close:
-            session = recorded.session.data[: -LISTEN.size]  # the session the /last closed, open again
+            session = recorded.session.data[: -PACKED.size]  # the session the /last closed, open again
         elif session.endswith(entry):
-            session = session[: -LISTEN.size]
-        self._store(user, requests - 1, history[LISTEN.size:], session, now)
+            session = session[: -PACKED.size]
+        self._store(user, requests - 1, history[PACKED.size:], session, now)
 
     async def history(self, user: int) -> Listens:
         return Listens(self._split(self._users.get(user), time.monotonic())[1])
