@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from botify import ENV_ID
 from botify.sim import RecEnv
 from botify.world import World
 
 
-@pytest.mark.filterwarnings("ignore:.*alternative render modes")
-def test_passes_gymnasium_env_checker(small_world: World) -> None:
-    check_env(RecEnv(small_world), skip_render_check=False)
+@pytest.mark.filterwarnings("error")
+def test_gymnasium_make_after_import_botify_passes_the_env_checker(small_world_dir) -> None:
+    """`import botify` registers botify/Listening-v0 (checked in a fresh interpreter); the env
+    made from a world directory passes Gymnasium's checker without a warning."""
+    made = subprocess.run([sys.executable, "-c", "import botify, gymnasium, sys; "
+                           "env = gymnasium.make('botify/Listening-v0', world=sys.argv[1]); print(env.unwrapped.action_space)",
+                           str(small_world_dir)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and made.stdout.startswith("Discrete("), made.stderr
+    for render_mode in (None, "ansi"):
+        env = gymnasium.make(ENV_ID, world=small_world_dir, render_mode=render_mode)
+        check_env(env.unwrapped, skip_render_check=render_mode is None)
 
 
 def _rollout(env: RecEnv, seed: int) -> list[tuple]:

@@ -58,11 +58,13 @@ def test_course_api_contract(service, small_world: World) -> None:
     client = Client(service.url)
     status, root = client.call("GET", "/")
     assert status == 200 and root["status"] == "alive" and root["tracks"] == small_world.catalog.size
+    assert root["message"] == "welcome to botify, the best toy music recommender"  # the course's greeting
     assert root["experiments"] == {"AA": ["C", "T1", "T2"], "STICKY": ["C", "T1"]}
     assert client.call("GET", "/health") == (200, {"status": "ok"})
     status, ready = client.call("GET", "/ready")
     assert status == 200 and ready["ready"] is True
-    assert client.call("GET", "/track/5") == (200, small_world.catalog.records[5])
+    # The course's Track: the catalog record with its `recommendations` (none in botify's catalogs).
+    assert client.call("GET", "/track/5") == (200, {**small_world.catalog.records[5], "recommendations": []})
     status, answer = client.post("/next/17", {"track": 5, "time": 0.5})
     assert status == 200 and set(answer) == {"user", "track"} and answer["user"] == 17
     assert 0 <= answer["track"] < small_world.catalog.size
@@ -215,7 +217,7 @@ def test_service_on_redis_answers_503_during_an_outage_and_recovers(
         while client.post("/next/1", {"track": 6, "time": 1.0})[0] != 200:
             assert time.monotonic() < deadline, "the service did not recover"
             time.sleep(0.1)
-        assert client.call("GET", "/track/4") == (200, small_world.catalog.records[4])
+        assert client.call("GET", "/track/4") == (200, {**small_world.catalog.records[4], "recommendations": []})
         assert client.call("GET", "/ready")[0] == 200
     events = read_events(tmp_path / "log")
     assert [e["track"] for e in events] == [4, 6]  # 503s were not logged
@@ -263,3 +265,52 @@ def test_sessions_through_the_api(small_world_dir: Path, tmp_path: Path, store: 
             store_of = running.app.service.store
             assert [listen.track for listen in asyncio.run(store_of.session(by_session))] == [0]
             assert asyncio.run(store_of.session(by_history)) == []  # closed at /last
+
+
+LISTEN_BODIES = [
+    b'{"track": 1, "time": 0.5}', b'{"track": 1, "time": 1}', b'{"track": 0, "time": 0}', b'{"track": 1, "time": -0.0}',
+    b'{"track": 4611686018427387904, "time": 1.0}', b'{"track": 4611686018427387905, "time": 1.0}',
+    b'{"track": 1, "time": 1e-400}', b'{"track": 1, "time": 1.0000000001}', b'{"track": 1, "time": true}',
+    b'{"track": 1, "time": "0.5"}', b'{"track": 1, "time": 0.5, "extra": [1]}', b'{"track": 1, "time": 0.5, "track": 2}',
+    b'{"track": 1.0, "time": 0.5}', b'{"track": false, "time": 0.5}', b'[{"track": 1, "time": 0.5}]', b'7', b'null',
+    b'{"track": 1, "time": NaN}', b'{"track": 1}', b'{"track": 1, "time": 0.5', b'\xff', b'{"track": -0, "time": 0.5}',
+]
+
+
+@pytest.mark.parametrize("body", LISTEN_BODIES)
+def test_the_fast_body_reader_agrees_with_the_model(body: bytes) -> None:
+    """`read_listen` reads well-formed bodies without pydantic: it accepts exactly what
+    `ListenBody` accepts, with the same values, and fails with the model's own error otherwise."""
+    from pydantic import ValidationError
+
+    from botify.service.models import ListenBody, read_listen
+
+    try:
+        expected = ListenBody.model_validate_json(body)
+    except ValidationError as error:
+        with pytest.raises(ValidationError) as raised:
+            read_listen(body)
+        assert repr(raised.value.errors()) == repr(error.errors())  # repr: an input NaN equals itself
+        return
+    track, share = read_listen(body)
+    assert (track, share) == (expected.track, expected.time) and type(share) is float and type(track) is int
+
+
+def test_docs_page_serves_the_openapi_document_without_a_cdn(service) -> None:
+    """/docs is Swagger UI from the installed swagger-ui-bundle package, every file from the
+    service itself (the page names no other host)."""
+    client = Client(service.url)
+    client.connection.request("GET", "/docs")
+    response = client.connection.getresponse()
+    page = response.read().decode()
+    assert response.status == 200 and response.getheader("content-type").startswith("text/html")
+    assert "://" not in page and "/docs/swagger-ui-bundle.js" in page
+    for name, kind, least in (("swagger-ui-bundle.js", "text/javascript", 500_000), ("swagger-ui.css", "text/css", 10_000),
+                              ("botify-docs.js", "text/javascript", 50)):
+        client.connection.request("GET", f"/docs/{name}")
+        response = client.connection.getresponse()
+        body = response.read()
+        assert response.status == 200 and response.getheader("content-type").startswith(kind) and len(body) > least
+    assert b"/openapi.json" in body
+    status, answer = client.call("GET", "/docs/../../etc/passwd")
+    assert status == 404 and "no such file" in answer["detail"]

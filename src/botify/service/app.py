@@ -29,12 +29,13 @@ import orjson
 from pydantic import ValidationError
 
 from botify import __version__
-from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact, read_artifacts
+from botify.errors import BotifyError, Unavailable
 from botify.service.admin import authorized, resolve_admin_token
+from botify.service.docs import docs_file
 from botify.service.eventlog import SCHEMA_VERSION, EventLog
 from botify.service.experiments import ExperimentsConfig
-from botify.service.models import MAX_USER, ListenBody, describe, openapi_document
+from botify.service.models import MAX_USER, describe, openapi_document, read_listen
 from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
 from botify.service.settings import ServiceSettings
 from botify.service.stores import InFlight, Listen, Store, data_version, open_store
@@ -102,7 +103,7 @@ class Service:
     def configure(self, data: ServiceData) -> None:
         """Route to recommenders built on `data`. No awaits: a swap between two requests."""
         self.n_tracks = data.catalog.size
-        self.artist_codes = data.catalog.artist_codes
+        self.artist_of = data.catalog.artist_codes.tolist()  # Python ints: no NumPy scalar per request
         self.version = data_version(data.catalog_digest, data.artifacts)
         resources = Resources(data.catalog, self.store)
         self.default_chain = Chain(data.experiments.default, resources)
@@ -118,6 +119,7 @@ class Service:
     def describe(self) -> dict[str, Any]:
         return {
             "status": "alive",
+            "message": "welcome to botify, the best toy music recommender",  # the course's greeting
             "service": "botify",
             "version": __version__,
             "tracks": self.n_tracks,
@@ -132,14 +134,14 @@ class Service:
             raise HTTPError(422, f"user must be an integer id in 0..{MAX_USER}, got {text!r}")
         return int(text)
 
-    def parse_listen(self, body: bytes) -> ListenBody:
+    def parse_listen(self, body: bytes) -> tuple[int, float]:
         try:
-            listen = ListenBody.model_validate_json(body)
+            track, share = read_listen(body)
         except ValidationError as error:
             raise HTTPError(*describe(error)) from None
-        if listen.track >= self.n_tracks:
-            raise HTTPError(422, f"track {listen.track} is not in the catalog (ids 0..{self.n_tracks - 1})")
-        return listen
+        if track >= self.n_tracks:
+            raise HTTPError(422, f"track {track} is not in the catalog (ids 0..{self.n_tracks - 1})")
+        return track, share
 
     def _route(self, user: int) -> tuple[dict[str, str], Chain]:
         assigned, chain = {}, None
@@ -150,12 +152,12 @@ class Service:
                 chain = chains[index]
         return assigned, chain or self.default_chain
 
-    async def play(self, endpoint: str, user: int, body: ListenBody, started: float,
+    async def play(self, endpoint: str, user: int, track: int, share: float, started: float,
                    key: str | None) -> tuple[bytes, bool]:
         """Handle `/next` or `/last`: the answer, and whether it replays an earlier one."""
         self.log.check()  # 503 before anything is recorded while the log cannot be written
         close = endpoint == "last"
-        played = Listen(body.track, body.time, int(self.artist_codes[body.track]))
+        played = Listen(track, share, self.artist_of[track])
         recorded = await self.store.listen(user, played, close, key)
         if recorded.replay is not None:
             self.replays += 1
@@ -165,17 +167,17 @@ class Service:
             self._requests += 1
             if close:
                 answer = orjson.dumps({"user": user})
-                event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
-                         "time": body.time, "latency": time.perf_counter() - started, "experiments": experiments,
+                event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": track,
+                         "time": share, "latency": time.perf_counter() - started, "experiments": experiments,
                          "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             else:
-                query = Query(user, body.track, body.time, recorded.session, recorded.history,
+                query = Query(user, track, share, recorded.session, recorded.history,
                               request_seed(self.seed, user, recorded.number))
                 chosen = await chain.recommend(query)
                 answer = orjson.dumps({"user": user, "track": chosen.track})
-                event = {"message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
-                         "time": body.time, "latency": time.perf_counter() - started,
+                event = {"message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": track,
+                         "time": share, "latency": time.perf_counter() - started,
                          "recommendation": chosen.track, "experiments": experiments,
                          "recommender": chosen.recommender, "fallback": chosen.fallback,
                          "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
@@ -241,11 +243,12 @@ async def _read_body(receive, length: bytes | None, limit: int) -> bytes:
 
 
 async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (headers or []),
-    })
+    """Send an answer: JSON unless `headers` start with their own content-type."""
+    if headers and headers[0][0] == b"content-type":
+        headers = headers + [(b"content-length", str(len(body)).encode())]
+    else:
+        headers = JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (headers or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -397,7 +400,7 @@ class BotifyApp:
             await _respond(send, 409, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
         except Unavailable as error:
             await _respond(send, 503, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
-        except Exception:  # noqa: BLE001 - answer, log, keep serving
+        except Exception:
             logger.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             await _respond(send, 500, orjson.dumps({"detail": "internal error; see the service log"}))
 
@@ -410,8 +413,8 @@ class BotifyApp:
                 raise HTTPError(405, f"use POST for /{endpoint}/<user>")
             user = service.parse_user(argument)
             length, key = _body_headers(scope)
-            listen = service.parse_listen(await _read_body(receive, length, self.settings.max_body_bytes))
-            answer, replayed = await service.play(endpoint, user, listen, started, key)
+            track, share = service.parse_listen(await _read_body(receive, length, self.settings.max_body_bytes))
+            answer, replayed = await service.play(endpoint, user, track, share, started, key)
             return 200, answer, REPLAY_HEADERS if replayed else None
         if path == "/admin/reload":
             if method != "POST":
@@ -433,12 +436,19 @@ class BotifyApp:
                                       "gc": self.gc.status()}), None
         if path == "/openapi.json":
             return 200, self._openapi, None
+        if endpoint == "docs":
+            found = docs_file(argument)
+            if found is None:
+                raise HTTPError(404, f"no such file: {path} (the API's page is /docs)")
+            return 200, *found
         if endpoint == "track" and argument:
             if not argument.isdigit() or not argument.isascii() or len(argument) > 19:
                 raise HTTPError(422, f"track must be an integer id, got {argument!r}")
             record = await service.store.track(int(argument))
             if record is None:
                 raise HTTPError(404, f"track {argument} is not in the catalog (ids 0..{service.n_tracks - 1})")
+            if "recommendations" not in record:  # the course's Track always had the key
+                record = {**record, "recommendations": []}
             return 200, orjson.dumps(record), None
         raise HTTPError(404, f"no such endpoint: {method} {path} (see /openapi.json)")
 

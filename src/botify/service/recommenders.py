@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import random
 from abc import ABC
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import NamedTuple
 
-from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact
-from botify.service.experiments import RecommenderSpec
+from botify.errors import BotifyError, Unavailable
 from botify.plugins import load_object
-from botify.service.stores import Listen, Store
+from botify.service.experiments import RecommenderSpec
+from botify.service.stores import Listen, Store, artists_of, tracks_of
 from botify.world.model import Catalog
 
 logger = logging.getLogger("botify.service")
@@ -65,17 +68,14 @@ class Query:
         """Tracks not to recommend again: this session's ("session"), the long history's
         ("history"), or none ("none")."""
         if scope == "session":
-            return {listen.track for listen in self.session}
+            return set(tracks_of(self.session))
         if scope == "history":
-            return {listen.track for listen in self.history} | {listen.track for listen in self.session}
+            return set(tracks_of(self.history)).union(tracks_of(self.session))
         return set()
 
-    def artist_plays(self) -> dict[int, int]:
+    def artist_plays(self) -> Counter[int]:
         """Plays of each artist (catalog artist code) in this session so far."""
-        plays: dict[int, int] = {}
-        for listen in self.session:
-            plays[listen.artist] = plays.get(listen.artist, 0) + 1
-        return plays
+        return Counter(artists_of(self.session))
 
 
 _MASK = (1 << 64) - 1
@@ -98,7 +98,7 @@ class RequestRandom(random.Random):
     big integer: made per request, so it must be cheap to seed (0.5 µs; the Mersenne Twister
     takes 4 µs), and one request's draws are short."""
 
-    def __init__(self, seed: int) -> None:  # noqa: D107 - no super().__init__: it would seed a Twister
+    def __init__(self, seed: int) -> None:
         self.seed(seed)
         self.gauss_next = None
 
@@ -118,6 +118,22 @@ class RequestRandom(random.Random):
     def random(self) -> float:
         return (self._next() >> 11) * (1.0 / 9007199254740992.0)
 
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        if stop is None and type(start) is int and start > 0:  # randrange(n), what recommenders draw
+            return self._randbelow(start)
+        return super().randrange(start, stop, step)
+
+    def _randbelow(self, n: int) -> int:
+        """A uniform int in [0, n): Lemire's multiply-and-shift of one 64-bit word (unbiased: the
+        rare words that would favour some values are drawn again); randrange, choice, sample and
+        shuffle draw through it."""
+        product = self._next() * n
+        if (product & _MASK) < n:
+            threshold = ((1 << 64) - n) % n
+            while (product & _MASK) < threshold:
+                product = self._next() * n
+        return product >> 64
+
     def getrandbits(self, k: int) -> int:
         if k <= 64:
             return self._next() >> (64 - k)
@@ -135,10 +151,15 @@ class RequestRandom(random.Random):
 
 @dataclass(frozen=True)
 class Resources:
-    """What recommenders may use: the public catalog and the store."""
+    """What recommenders may use: the public catalog and the store (and the catalog's artist
+    code of each track as Python ints, read per request)."""
 
     catalog: Catalog
     store: Store
+    artist_of: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artist_of", self.catalog.artist_codes.tolist())
 
 
 class Recommender(ABC):
@@ -155,7 +176,7 @@ class Recommender(ABC):
         self.spec = spec
         self.resources = resources
         self.store = resources.store
-        self.artist_of = resources.catalog.artist_codes
+        self.artist_of = resources.artist_of
 
     @property
     def name(self) -> str:
@@ -175,17 +196,23 @@ class Recommender(ABC):
         this session, then the best one, a uniform draw, or a softmax draw over scores."""
         spec = self.spec
         heard = query.heard(spec.heard)
+        policy = spec.policy
+        if policy == "ranked" and (scores is None or all(map(operator.ge, scores, islice(scores, 1, None)))):
+            return self._best(query, tracks, scores, heard)
         fresh = [i for i, track in enumerate(tracks) if track not in heard]
         if spec.k is not None:
             fresh = fresh[: spec.k]
         if not fresh:
             return None
+        reranked = spec.artist_discount is not None or spec.artist_cap is not None
+        if policy == "uniform" and not reranked:  # the common case needs no values
+            return tracks[fresh[query.rng.randrange(len(fresh))]]
         values = [scores[i] for i in fresh] if scores is not None else [1.0] * len(fresh)
-        if spec.artist_discount is not None or spec.artist_cap is not None:
+        if reranked:
             plays = query.artist_plays()
             kept, kept_values = [], []
             for i, value in zip(fresh, values):
-                count = plays.get(int(self.artist_of[tracks[i]]), 0)
+                count = plays.get(self.artist_of[tracks[i]], 0)
                 if spec.artist_cap is not None and count >= spec.artist_cap:
                     continue
                 if spec.artist_discount is not None and count:
@@ -195,7 +222,6 @@ class Recommender(ABC):
             if not kept:
                 return None
             fresh, values = kept, kept_values
-        policy = spec.policy
         if policy == "ranked":
             best = max(range(len(fresh)), key=values.__getitem__)  # the first of equals: list order
             return tracks[fresh[best]]
@@ -204,6 +230,37 @@ class Recommender(ABC):
             weights = [math.exp((value - top) / spec.temperature) for value in values]
             return tracks[fresh[query.rng.choices(range(len(fresh)), weights=weights)[0]]]
         return tracks[fresh[query.rng.randrange(len(fresh))]]
+
+
+    def _best(self, query: Query, tracks: list[int], scores: list[float] | None, heard: set[int]) -> int | None:
+        """`choose` with pick = "ranked" over candidates in score order (non-increasing): the
+        same answer, in one pass that stops as soon as no later candidate can win (a later one
+        scores at most as much, and fatigue only lowers a non-negative score) — a learned list
+        of 100 costs a few candidates, not a hundred."""
+        spec = self.spec
+        discount, cap, k = spec.artist_discount, spec.artist_cap, spec.k
+        plays = query.artist_plays() if discount is not None or cap is not None else None
+        artist_of = self.artist_of
+        best, best_value, considered = None, -math.inf, 0
+        for i, track in enumerate(tracks):
+            if track in heard:
+                continue
+            considered += 1
+            if k is not None and considered > k:
+                break
+            value = 1.0 if scores is None else scores[i]
+            if 0 <= value <= best_value:
+                break
+            if plays:
+                count = plays.get(artist_of[track], 0)
+                if count:
+                    if cap is not None and count >= cap:
+                        continue
+                    if discount is not None:
+                        value *= discount**count
+            if value > best_value:  # the first of equals: list order
+                best, best_value = track, value
+        return best
 
 
 class Random(Recommender):
@@ -378,7 +435,7 @@ class Chain:
             except Unavailable as error:  # the store went away after the play was recorded
                 logger.warning("recommender %s: %s; using its fallback", member.name, error)
                 continue
-            except Exception:  # noqa: BLE001 - a broken recommender must not fail the request
+            except Exception:
                 logger.exception("recommender %s failed for user %d; using its fallback", member.name, query.user)
                 continue
             if track is None:

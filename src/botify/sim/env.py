@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -19,7 +20,7 @@ class RecEnv(gym.Env):
     randomness comes from the env's generator, seeded through `reset(seed=...)`.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps: nominal (a text render per step)
 
     def __init__(self, world: World, max_steps: int = DEFAULT_MAX_STEPS, render_mode: str | None = None) -> None:
         self.world = world
@@ -75,3 +76,14 @@ class RecEnv(gym.Env):
             f"'{record.get('title', '?')}' by {record['artist']}, session time "
             f"{float(self.sessions.total_time[0]):.2f}, budget {int(self.sessions.budget[0])}"
         )
+
+
+def make_listening(world: World | str | os.PathLike, max_steps: int = DEFAULT_MAX_STEPS,
+                   render_mode: str | None = None) -> RecEnv:
+    """The entry point of `gymnasium.make("botify/Listening-v0", world=...)` (registered by
+    `import botify`): a `World` or the
+    directory `botify world` wrote."""
+    if not isinstance(world, World):
+        world = World.load(world)
+    return RecEnv(world, max_steps, render_mode)
+

@@ -6,7 +6,18 @@ One interface (`Store`), two backends: `EmbeddedStore` (in-process, nothing to i
 
 from botify.errors import BotifyError
 from botify.service.settings import ServiceSettings
-from botify.service.stores.base import InFlight, Listen, Listens, Ranked, Recorded, Store, StoreUnavailable, data_version
+from botify.service.stores.base import (
+    InFlight,
+    Listen,
+    Listens,
+    Ranked,
+    Recorded,
+    Store,
+    StoreUnavailable,
+    artists_of,
+    data_version,
+    tracks_of,
+)
 from botify.service.stores.embedded import EmbeddedStore
 
 
@@ -24,5 +35,5 @@ def open_store(settings: ServiceSettings) -> Store:
     return EmbeddedStore(settings.history_length, max_users=settings.max_users, **options)
 
 
-__all__ = ["EmbeddedStore", "InFlight", "Listen", "Listens", "Ranked", "Recorded", "Store", "StoreUnavailable", "data_version",
-           "open_store"]
+__all__ = ["EmbeddedStore", "InFlight", "Listen", "Listens", "Ranked", "Recorded", "Store", "StoreUnavailable", "artists_of",
+           "data_version", "open_store", "tracks_of"]

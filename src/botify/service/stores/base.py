@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
 
-from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact, Ranked
+from botify.errors import BotifyError, Unavailable
 from botify.service.settings import ServiceSettings
 from botify.world.model import Catalog
 
@@ -32,6 +33,7 @@ class Listen(NamedTuple):
 
 
 PACKED = struct.Struct("<idi")  # a Listen in 16 bytes: track, time (exact), artist
+WORDS = struct.Struct("<4i")  # the same 16 bytes as 32-bit words: track first, artist last
 
 
 class Listens(Sequence):
@@ -60,6 +62,20 @@ class Listens(Sequence):
     def __iter__(self):
         return map(Listen._make, PACKED.iter_unpack(self.data))
 
+    def tracks(self) -> list[int]:
+        """The listens' tracks, read in one step as the first of each record's four 32-bit words."""
+        return self._words(0)
+
+    def artists(self) -> list[int]:
+        return self._words(3)
+
+    if sys.byteorder == "little":  # PACKED is little-endian: the native words are its words
+        def _words(self, column: int) -> list[int]:
+            return memoryview(self.data).cast("i")[column::4].tolist()
+    else:
+        def _words(self, column: int) -> list[int]:
+            return [words[column] for words in WORDS.iter_unpack(self.data)]
+
     def __eq__(self, other) -> bool:
         if isinstance(other, (Listens, list, tuple)):
             return list(self) == list(other)
@@ -67,6 +83,15 @@ class Listens(Sequence):
 
     def __repr__(self) -> str:
         return f"Listens({list(self)!r})"
+
+
+def tracks_of(listens: Sequence[Listen]) -> list[int]:
+    """The tracks of a session or history, whichever sequence of Listens holds them."""
+    return listens.tracks() if type(listens) is Listens else [listen.track for listen in listens]
+
+
+def artists_of(listens: Sequence[Listen]) -> list[int]:
+    return listens.artists() if type(listens) is Listens else [listen.artist for listen in listens]
 
 
 def data_version(catalog_digest: str, artifacts: dict[str, Artifact]) -> str:
@@ -133,18 +158,27 @@ class Store(ABC):
         self.session_length = session_length
         self.session_ttl = session_ttl
         self.idempotency_window = idempotency_window
+        self._records: list[dict] = []
+        self._artist_tracks: dict[str, list[int]] = {}
+        self._artifacts: dict[str, Artifact] = {}
+        self.version = ""
 
-    @abstractmethod
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
-        """Make the catalog and artifacts available (once per data version)."""
+        """Serve this catalog and these artifacts (once per data version). They never change
+        while a version is served and every worker has read them, so each store answers
+        `track`, `artist_tracks` and `ranked` from memory: no round trip per request."""
+        self._records = catalog.records
+        self._artist_tracks = artist_tracks_of(catalog)
+        self._artifacts = dict(artifacts)
+        self.version = data_version(catalog_digest, artifacts)
 
-    @abstractmethod
     async def track(self, track: int) -> dict | None:
         """A track's metadata, or None if the catalog has no such track."""
+        return self._records[track] if 0 <= track < len(self._records) else None
 
-    @abstractmethod
     async def artist_tracks(self, artist: str) -> list[int]:
         """All tracks of an artist, in id order."""
+        return self._artist_tracks.get(artist, [])
 
     @abstractmethod
     async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
@@ -170,9 +204,12 @@ class Store(ABC):
     async def session(self, user: int) -> Sequence[Listen]:
         """The user's open session, oldest first ([] when none is open)."""
 
-    @abstractmethod
     async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
         """The lists (with scores) an artifact holds for keys (users, tracks), None where it has none."""
+        found = self._artifacts.get(artifact)
+        if found is None:
+            return [None] * len(keys)
+        return [found.ranked(key) for key in keys]
 
     @abstractmethod
     async def like(self, user: int, track: int) -> None:

@@ -6,7 +6,8 @@ Bytes, ints and floats are not tracked by Python's garbage collector, so however
 the store holds, collections never scan it (per-listen objects made full collections take
 hundreds of milliseconds). Recommenders read the listens through `Listens`, a sequence that
 decodes on access. The dict keeps the `max_users` users seen most recently: the least recently
-seen go first, so memory stays bounded (`bytes_per_user`). Idempotency keys live
+seen go first (an `OrderedDict`: a plain dict's `next(iter(...))` rescans the deleted slots at
+its front on every eviction), so memory stays bounded (`bytes_per_user`). Idempotency keys live
 `idempotency_window` seconds, at most `4 * max_users` of them.
 """
 
@@ -15,12 +16,9 @@ from __future__ import annotations
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
 
-from botify.artifacts import Artifact
-from botify.service.stores.base import (PACKED, InFlight, Listen, Listens, Ranked, Recorded, Store,
-                                        artist_tracks_of, data_version, default)
-from botify.world.model import Catalog
+from botify.service.stores.base import PACKED, InFlight, Listen, Listens, Recorded, Store, default
 
 HEADER = struct.Struct("<dIH")  # last seen (monotonic s), requests, listens in the history; then the session
 
@@ -33,37 +31,23 @@ class EmbeddedStore(Store):
                  max_users: int = default("max_users")) -> None:
         super().__init__(history_length, session_length, session_ttl, idempotency_window)
         self.max_users = max_users
+        self._history_bytes, self._session_bytes = PACKED.size * history_length, PACKED.size * session_length
         self.evicted = 0
-        self._records: list[dict] = []
-        self._artist_tracks: dict[str, list[int]] = {}
-        self._users: dict[int, bytes] = {}
+        self._users: OrderedDict[int, bytes] = OrderedDict()
         # Idempotency keys ("<user>:<key>") → expiry and answer (b"" while in flight): only strings,
         # floats and bytes, so that the garbage collector never scans them.
         self._expiry: dict[str, float] = {}
         self._answers: dict[str, bytes] = {}
-        self._artifacts: dict[str, Artifact] = {}
         self._liked: dict[int, dict[int, None]] = {}
         self._likers: dict[int, dict[int, None]] = {}
-        self.version = ""
 
     @staticmethod
     def bytes_per_user(listens: int) -> int:
         """The most memory one user takes with `listens` in the history and no open session: the
-        record, 16 bytes of allocator header, the int key (32) and its dict slot (up to 64 with
-        the table's growth slack)."""
-        return sys.getsizeof(b"x" * (HEADER.size + PACKED.size * listens)) + 16 + 32 + 64
-
-    async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
-        self._records = catalog.records
-        self._artist_tracks = artist_tracks_of(catalog)
-        self._artifacts = dict(artifacts)
-        self.version = data_version(catalog_digest, artifacts)
-
-    async def track(self, track: int) -> dict | None:
-        return self._records[track] if 0 <= track < len(self._records) else None
-
-    async def artist_tracks(self, artist: str) -> list[int]:
-        return self._artist_tracks.get(artist, [])
+        record, 16 bytes of allocator header, the int key (32), its dict slot (up to 64 with the
+        table's growth slack) and its place in the recency order (a 32-byte node and up to 24 bytes
+        of the node index)."""
+        return sys.getsizeof(b"x" * (HEADER.size + PACKED.size * listens)) + 16 + 32 + 64 + 32 + 24
 
     def _split(self, record: bytes | None, now: float) -> tuple[int, bytes, bytes]:
         """Requests so far, history and open session (empty if none or expired) of a record."""
@@ -76,13 +60,15 @@ class EmbeddedStore(Store):
 
     def _store(self, user: int, requests: int, history: bytes, session: bytes, now: float) -> None:
         users = self._users
-        if users.pop(user, None) is None:
+        if user in users:
+            users.move_to_end(user)
+        else:
             while len(users) >= self.max_users:
-                self._evict(next(iter(users)))
+                self._forget(users.popitem(last=False)[0])
         users[user] = HEADER.pack(now, requests, len(history) // PACKED.size) + history + session
 
-    def _evict(self, user: int) -> None:
-        del self._users[user]
+    def _forget(self, user: int) -> None:
+        """An evicted user's likes go with them."""
         for track in self._liked.pop(user, ()):
             likers = self._likers.get(track)
             if likers is not None:
@@ -103,21 +89,22 @@ class EmbeddedStore(Store):
                 self._trim_keys()
         requests, history, session = self._split(self._users.get(user), now)
         entry = PACKED.pack(*listen)
-        history = (entry + history)[: PACKED.size * self.history_length]
-        session = session + entry
-        if len(session) > PACKED.size * self.session_length:
-            session = session[-PACKED.size * self.session_length:]
+        history = (entry + history)[: self._history_bytes]
+        session = (session + entry)[-self._session_bytes:]
         self._store(user, requests + 1, history, b"" if close else session, now)  # /last closes the session
         return Recorded(Listens(session), Listens(history), requests + 1)
 
     def _trim_keys(self) -> None:
         """Drop expired keys (oldest first), and the oldest beyond the bound."""
         expiry, now = self._expiry, time.monotonic()
-        while expiry:
-            oldest = next(iter(expiry))
-            if expiry[oldest] > now and len(expiry) <= 4 * self.max_users:
+        excess = len(expiry) - 4 * self.max_users
+        stale = []  # collected in one pass: each next(iter(...)) would rescan the deleted front
+        for name, expires in expiry.items():
+            if expires > now and len(stale) >= excess:
                 break
-            del expiry[oldest], self._answers[oldest]
+            stale.append(name)
+        for name in stale:
+            del expiry[name], self._answers[name]
 
     async def answered(self, user: int, key: str, answer: bytes) -> None:
         if self.idempotency_window:  # in place: keys stay in the order they arrived
@@ -147,12 +134,6 @@ class EmbeddedStore(Store):
 
     async def session(self, user: int) -> Listens:
         return Listens(self._split(self._users.get(user), time.monotonic())[2])
-
-    async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
-        found = self._artifacts.get(artifact)
-        if found is None:
-            return [None] * len(keys)
-        return [found.ranked(key) for key in keys]
 
     async def like(self, user: int, track: int) -> None:
         if user not in self._users:

@@ -1,23 +1,25 @@
 """The Redis store: several workers share one real Redis server.
 
-Catalog and artifacts live in hashes under versioned keys (`botify:<version>:...`) and are
-uploaded pipelined, once: the first worker takes a lock and uploads, the others wait for
-the version's `ready` key. Listen histories are lists under `botify:history:<user>`; the open
-session is a list under `botify:session:<user>` with a TTL, deleted at `/last`; a user's
-requests are counted under `botify:requests:<user>`; idempotency keys under
-`botify:idem:<user>:<key>`. Values are JSON. A play is recorded by one Lua script (one round
-trip, atomic), which refuses to write once the request's deadline has passed: a request that
-timed out during a Redis pause (and was answered 503) leaves nothing behind when Redis resumes.
+Redis holds what workers share and change: listen histories are lists under
+`botify:history:<user>`; the open session is a list under `botify:session:<user>` with a TTL,
+deleted at `/last`; a user's requests are counted under `botify:requests:<user>`; idempotency
+keys under `botify:idem:<user>:<key>`; likes in sets. Values are JSON. The catalog and
+artifacts never change while a data version is served and every worker has read them: they
+are answered from the worker's memory (see `Store.load`), not fetched per request. A play is
+recorded by one Lua script (one round trip, atomic), which refuses to write once the
+request's deadline has passed: a request that timed out during a Redis pause (and was
+answered 503) leaves nothing behind when Redis resumes.
 
 A bad key (wrong type, junk value) is one request's problem, never an outage: the script
 reports it, the key is deleted and logged, the play recorded again; junk list entries are
-skipped; a junk catalog value is answered from the catalog in memory and repaired. Only
-connection-level failures and server states (loading, out of memory, auth) are outages.
+skipped. Only connection-level failures and server states (loading, out of memory, auth) are
+outages.
 
 An outage never freezes or poisons the service: commands time out quickly, the store then
 answers `StoreUnavailable` at once (503) for a short cool-down, and the first request after
-it reconnects, checks that this version's data is still there (Redis may have restarted
-empty) and re-uploads it if not. No restart of botify is needed.
+it reconnects, reloads the scripts and notices (by the version's `ready` key) when Redis came
+back empty — users' histories were lost with it, which is logged. No restart of botify is
+needed.
 """
 
 from __future__ import annotations
@@ -25,22 +27,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import uuid
-from collections.abc import Sequence
 
 import orjson
 
 from botify.artifacts import Artifact
 from botify.errors import BotifyError
 from botify.service.settings import redact
-from botify.service.stores.base import (InFlight, Listen, Ranked, Recorded, Store, StoreUnavailable, artist_tracks_of,
-                                        data_version, default, logger, parse_listens)
+from botify.service.stores.base import (
+    InFlight,
+    Listen,
+    Recorded,
+    Store,
+    StoreUnavailable,
+    default,
+    logger,
+    parse_listens,
+)
 from botify.service.stores.resp import RedisReplyError, RedisUnavailable, RespClient
 from botify.world.model import Catalog
 
 COOL_DOWN = 1.0
-LOAD_WAIT = 60.0
-UPLOAD_BATCH = 2000
 
 
 # Replies that mean the server, not a key, is in trouble: those are outages.
@@ -130,10 +136,8 @@ class RedisStore(Store):
         self.url = url
         self.shown_url = redact(url)
         self.client = RespClient(url, timeout)
-        self.version = ""
         self.repaired = 0
-        self._data: tuple[Catalog, dict[str, Artifact]] | None = None
-        self._artists: dict[str, list[int]] | None = None
+        self._marked = False
         self._ready = False
         self._retry_at = 0.0
         self._last_error = ""
@@ -150,7 +154,7 @@ class RedisStore(Store):
         return StoreUnavailable(f"Redis at {self.shown_url} is unavailable ({self._last_error}); retry shortly")
 
     async def _recover(self) -> None:
-        """Reconnect after an outage and make sure this version's data (and our scripts) are in Redis."""
+        """Reconnect after an outage: this version's `ready` key, our scripts, the clock offset."""
         wait = self._retry_at - time.monotonic()
         if wait > 0:
             raise StoreUnavailable(f"Redis at {self.shown_url} is unavailable ({self._last_error}); "
@@ -159,7 +163,7 @@ class RedisStore(Store):
             raise StoreUnavailable(f"Redis at {self.shown_url} is reconnecting; retry shortly")
         async with self._recovering:
             try:
-                await self._ensure_loaded()
+                await self._mark_version()
                 before = time.time()
                 replies = await self.client.execute(("TIME",), *(("SCRIPT", "LOAD", body) for body, _ in SCRIPTS.values()))
                 after = time.time()
@@ -203,73 +207,19 @@ class RedisStore(Store):
         await self._execute(("DEL", key))
 
     async def load(self, catalog: Catalog, catalog_digest: str, artifacts: dict[str, Artifact]) -> None:
-        self._data = (catalog, artifacts)
-        self._artists = None
-        self.version = data_version(catalog_digest, artifacts)
+        await super().load(catalog, catalog_digest, artifacts)
         self._retry_at = 0.0
         await self._recover()
 
-    async def _ensure_loaded(self) -> None:
-        """Upload this version once across workers: one takes the lock, the rest wait."""
-        ready_key, lock_key = self._key("ready"), self._key("loading")
-        deadline = time.monotonic() + LOAD_WAIT
-        while not (await self.client.execute(("EXISTS", ready_key)))[0]:
-            token = uuid.uuid4().hex.encode()
-            (locked,) = await self.client.execute(("SET", lock_key, token, "NX", "EX", int(LOAD_WAIT) * 2))
-            if locked:
-                try:
-                    await self._upload()
-                    await self.client.execute(("SET", ready_key, b"1"))
-                finally:
-                    if (await self.client.execute(("GET", lock_key)))[0] == token:
-                        await self.client.execute(("DEL", lock_key))
-                return
-            if time.monotonic() > deadline:
-                raise RedisUnavailable(f"another worker has been loading {self.version} for too long")
-            await asyncio.sleep(0.05)
-
-    async def _upload(self) -> None:
-        catalog, artifacts = self._data
-        tables = {
-            self._key("tracks"): [(record["track"], orjson.dumps(record)) for record in catalog.records],
-            self._key("artists"): [(name, orjson.dumps(tracks)) for name, tracks in artist_tracks_of(catalog).items()],
-        }
-        for name, artifact in artifacts.items():
-            tables[self._key("artifact", name)] = [(key, orjson.dumps((lst, artifact.scores.get(key))))
-                                                   for key, lst in artifact.lists.items()]
-        commands: list[tuple] = []
-        for key, items in tables.items():
-            commands.append(("DEL", key))
-            for start in range(0, len(items), UPLOAD_BATCH):
-                fields = [part for item in items[start : start + UPLOAD_BATCH] for part in item]
-                commands.append(("HSET", key, *fields))
-        await self.client.execute(*commands)
-
-    async def track(self, track: int) -> dict | None:
-        records = self._data[0].records
-        if not 0 <= track < len(records):
-            return None
-        try:
-            (value,) = await self._execute(("HGET", self._key("tracks"), track))
-            return orjson.loads(value)
-        except (KeyProblem, orjson.JSONDecodeError, TypeError) as error:
-            logger.warning("track %d: Redis holds no valid record (%s); answering from the catalog and repairing",
-                           track, str(error)[:80])
-        self.repaired += 1
-        try:
-            await self._execute(("HSET", self._key("tracks"), track, orjson.dumps(records[track])))
-        except KeyProblem:
-            pass
-        return records[track]
-
-    async def artist_tracks(self, artist: str) -> list[int]:
-        try:
-            (value,) = await self._execute(("HGET", self._key("artists"), artist))
-            return [] if value is None else [int(track) for track in orjson.loads(value)]
-        except (KeyProblem, orjson.JSONDecodeError, TypeError, ValueError):
-            if self._artists is None:
-                self._artists = artist_tracks_of(self._data[0])
-            return self._artists.get(artist, [])
+    async def _mark_version(self) -> None:
+        """Set this version's `ready` key; its absence later means Redis came back empty."""
+        ready_key = self._key("ready")
+        if not (await self.client.execute(("EXISTS", ready_key)))[0]:
+            await self.client.execute(("SET", ready_key, b"1"))
+            if self._marked:
+                logger.warning("Redis at %s came back without botify's keys (restarted empty?): users' "
+                               "histories and sessions start again", self.shown_url)
+        self._marked = True
 
     def _keys_of(self, user: int) -> list[str]:
         return [f"botify:history:{user}", f"botify:session:{user}", f"botify:requests:{user}"]
@@ -330,17 +280,6 @@ class RedisStore(Store):
         (entries,) = await self._execute(("LRANGE", key, 0, -1))
         return parse_listens(entries, key)
 
-    async def ranked(self, artifact: str, keys: Sequence[int]) -> list[Ranked | None]:
-        (values,) = await self._execute(("HMGET", self._key("artifact", artifact), *keys))
-        found = []
-        for key, value in zip(keys, values):
-            try:
-                found.append(None if value is None else Ranked(*orjson.loads(value)))
-            except (orjson.JSONDecodeError, TypeError, ValueError):
-                logger.warning("artifact %s: a junk list for %d in Redis; ignored", artifact, key)
-                found.append(None)
-        return found
-
     async def like(self, user: int, track: int) -> None:
         await self._execute(("SADD", f"botify:liked:{user}", track), ("SADD", f"botify:likers:{track}", user))
 
@@ -356,7 +295,7 @@ class RedisStore(Store):
         (ready,) = await self._execute(("EXISTS", self._key("ready")))
         if not ready:
             self._ready = False
-            raise StoreUnavailable(f"Redis at {self.shown_url} lost botify's data; reloading")
+            raise StoreUnavailable(f"Redis at {self.shown_url} came back without botify's keys; reconnecting")
         return {"store": self.kind, "version": self.version, "url": self.shown_url, "repaired_keys": self.repaired}
 
     async def close(self) -> None:

@@ -88,7 +88,7 @@ class RespClient:
                     _, protocol = await asyncio.wait_for(
                         loop.create_connection(_RespProtocol, self.host, self.port), self.timeout
                     )
-                except (OSError, asyncio.TimeoutError) as error:
+                except (TimeoutError, OSError) as error:
                     raise RedisUnavailable(f"cannot connect to {self.host}:{self.port} ({error or 'timed out'})") from None
                 self._protocol = protocol
                 setup = []
