@@ -12,7 +12,7 @@ import pytest
 from botify.errors import BotifyError
 from botify.service import Query, Recommender, RecommenderSpec, ServiceSettings
 from botify.service.app import ServiceData
-from botify.artifacts import ArtifactError, read_artifact
+from botify.artifacts import ArtifactError, Ranked, read_artifact
 from botify.service.recommenders import Chain, Resources, request_seed
 from botify.service.stores import EmbeddedStore, Listen
 from botify.world import World
@@ -214,6 +214,23 @@ def test_bad_artifacts_name_file_and_line(small_world: World, tmp_path: Path, co
     path.write_text(content)
     with pytest.raises(ArtifactError, match=message.replace("[", r"\[")):
         read_artifact(path, small_world.catalog.size)
+
+
+def test_out_of_catalog_ids_are_skipped_and_counted_unless_strict(small_world: World, tmp_path: Path) -> None:
+    """The course served artifacts naming tracks its catalog lacked: read leniently, those ids
+    leave the lists (their scores with them) and are counted; strict reading refuses them."""
+    n = small_world.catalog.size
+    path = tmp_path / "i2i.jsonl"
+    path.write_text(f'{{"item_id": 1, "recommendations": [2, {n + 5}, 3, -1], "scores": [0.9, 0.8, 0.7, 0.6]}}\n'
+                    f'{{"item_id": 2, "recommendations": [4, 5]}}\n')
+    artifact = read_artifact(path, n, strict=False)
+    assert artifact.kind == "track" and artifact.skipped == 2
+    assert artifact.ranked(1) == Ranked([2, 3], [0.9, 0.7]) and artifact.ranked(2) == Ranked([4, 5], None)
+    with pytest.raises(ArtifactError, match=f"{n + 5} is not a track id in 0..{n - 1}"):
+        read_artifact(path, n)
+    top = tmp_path / "top.json"
+    top.write_text(f"[{n}, 1, 2]")
+    assert read_artifact(top, n, strict=False).ranked(0) == Ranked([1, 2], None)
 
 
 def test_config_problems_are_found_at_start(small_world_dir: Path, tmp_path: Path) -> None:

@@ -40,6 +40,17 @@ def test_every_episode_is_reported_once(small_world_dir: Path, small_world: Worl
     assert (user < small_world.users.size).all()
 
 
+def test_users_are_distinct_within_a_chunk_unless_drawn_with_replacement(small_world_dir: Path,
+                                                                          small_world: World) -> None:
+    """botify draws a chunk's users without replacement; `replace_users` (`--replace-users`)
+    draws them as the course's simulator did, with repeats, still seeded."""
+    users = _day(small_world_dir, small_world, chunk_size=100)[1]
+    assert all(len(set(users[i:i + 100])) == 100 for i in range(0, 900, 100))
+    replaced = _day(small_world_dir, small_world, chunk_size=100, replace_users=True)[1]
+    assert any(len(set(replaced[i:i + 100])) < 100 for i in range(0, 900, 100))
+    np.testing.assert_array_equal(replaced, _day(small_world_dir, small_world, chunk_size=100, replace_users=True)[1])
+
+
 def test_oracle_beats_random_by_far(small_world_dir: Path, small_world: World) -> None:
     random_time = _day(small_world_dir, small_world)[2].mean()
     oracle_time = _day(small_world_dir, small_world, kind="oracle", episodes=300)[2].mean()

@@ -84,6 +84,29 @@ def test_bad_catalog_or_experiments_fail_before_serving(small_world_dir: Path, t
     assert run.returncode == 1 and "unknown recommender 'deep_magic'" in run.stderr
 
 
+def test_artifacts_naming_tracks_outside_the_catalog_are_served_with_a_warning_unless_strict(
+        small_world_dir: Path, tmp_path: Path) -> None:
+    tracks = sum(1 for _ in (small_world_dir / "tracks.json").open())
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "i2i.jsonl").write_text(
+        "".join(f'{{"item_id": {t}, "recommendations": [{(t + 1) % tracks}, {tracks + t}]}}\n' for t in range(tracks)))
+    (tmp_path / "e.toml").write_text('default = {kind = "i2i", artifact = "i2i.jsonl"}\n')
+    args = ("--catalog", str(small_world_dir), "--experiments", "e.toml", "--artifacts", "art")
+    process, port = start_serve(*args, cwd=tmp_path)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("POST", "/next/1", body=b'{"track": 3, "time": 1.0}')
+        assert json.loads(connection.getresponse().read()) == {"user": 1, "track": 4}
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=30)[1]
+    assert f"artifact i2i.jsonl: {tracks} track ids outside the catalog (0..{tracks - 1}) skipped" in stderr
+    strict = subprocess.run([sys.executable, "-m", "botify", "serve", "--strict", *args], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 1 and f"{tracks} is not a track id in 0..{tracks - 1}" in strict.stderr
+    assert "Traceback" not in strict.stderr and len(strict.stderr.strip().splitlines()) == 1
+
+
 def test_two_workers_share_redis(small_world_dir: Path, tmp_path: Path, redis_server, redis_url: str) -> None:
     process, port = start_serve("--catalog", str(small_world_dir), "--log-dir", "log", "--workers", "2",
                                 "--redis", redis_url, cwd=tmp_path)

@@ -59,18 +59,24 @@ class Artifact:
     lists: dict[int, list[int]]
     scores: dict[int, list[float]] = field(default_factory=dict)
     digest: str = ""
+    skipped: int = 0  # track ids outside the catalog, left out of the lists (see read_artifact)
 
     def ranked(self, key: int) -> Ranked | None:
         tracks = self.lists.get(key)
         return None if tracks is None else Ranked(tracks, self.scores.get(key))
 
 
-def _check_tracks(values: object, n_tracks: int, where: str) -> list[int]:
+def _check_tracks(values: object, n_tracks: int, where: str, strict: bool = True) -> list[int]:
+    """The list's track ids; with `strict` False, ids outside the catalog are left out (the
+    caller counts them) where the course served them; anything but an int is an error."""
     if not isinstance(values, list):
         raise ArtifactError(f"{where}: expected a list of track ids")
     for value in values:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_tracks:
-            raise ArtifactError(f"{where}: {value!r} is not a track id in 0..{n_tracks - 1}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ArtifactError(f"{where}: {value!r} is not a track id")
+        if not 0 <= value < n_tracks and strict:
+            raise ArtifactError(f"{where}: {value!r} is not a track id in 0..{n_tracks - 1} "
+                                "(without --strict such ids are skipped)")
     return values
 
 
@@ -83,8 +89,10 @@ def _check_scores(values: object, length: int, where: str) -> list[float]:
     return [float(value) for value in values]
 
 
-def read_artifact(path: Path, n_tracks: int) -> Artifact:
-    """Read one artifact file, detecting its format; errors name the file and line."""
+def read_artifact(path: Path, n_tracks: int, strict: bool = True) -> Artifact:
+    """Read one artifact file, detecting its format; errors name the file and line. With
+    `strict` False, track ids outside the catalog are dropped from the lists (with their
+    scores) and counted in `skipped`, as the course's service served such files."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: artifact file not found")
@@ -95,9 +103,11 @@ def read_artifact(path: Path, n_tracks: int) -> Artifact:
             top = orjson.loads(data)
         except orjson.JSONDecodeError as error:
             raise ArtifactError(f"{path}: not valid JSON ({error})") from error
-        return Artifact(path.name, "top", {0: _check_tracks(top, n_tracks, str(path))}, {}, digest)
+        top = _check_tracks(top, n_tracks, str(path), strict)
+        kept = [track for track in top if 0 <= track < n_tracks]
+        return Artifact(path.name, "top", {0: kept}, {}, digest, len(top) - len(kept))
 
-    kind, key_field, lists, scores = None, "", {}, {}
+    kind, key_field, lists, scores, skipped = None, "", {}, {}, 0
     for number, record in iter_json_lines(path, ArtifactError):
         where = f"{path}:{number}"
         if kind is None:
@@ -112,21 +122,30 @@ def read_artifact(path: Path, n_tracks: int) -> Artifact:
         key = record.get(key_field)
         if not isinstance(key, int) or isinstance(key, bool):
             raise ArtifactError(f"{where}: expected an integer {key_field!r}")
-        lists[key] = _check_tracks(record.get(list_field), n_tracks, f"{where} {list_field!r}")
+        tracks = _check_tracks(record.get(list_field), n_tracks, f"{where} {list_field!r}", strict)
+        values = None
         if record.get("scores") is not None:
-            scores[key] = _check_scores(record["scores"], len(lists[key]), f"{where} 'scores'")
+            values = _check_scores(record["scores"], len(tracks), f"{where} 'scores'")
+        kept = [i for i, track in enumerate(tracks) if 0 <= track < n_tracks]
+        if len(kept) < len(tracks):
+            skipped += len(tracks) - len(kept)
+            tracks = [tracks[i] for i in kept]
+            values = None if values is None else [values[i] for i in kept]
+        lists[key] = tracks
+        if values is not None:
+            scores[key] = values
     if kind is None:
         raise ArtifactError(f"{path}: the file holds no records")
-    return Artifact(path.name, kind, lists, scores, digest)
+    return Artifact(path.name, kind, lists, scores, digest, skipped)
 
 
-def read_artifacts(directory: Path | None, names: set[str], n_tracks: int) -> dict[str, Artifact]:
+def read_artifacts(directory: Path | None, names: set[str], n_tracks: int, strict: bool = True) -> dict[str, Artifact]:
     """Read the named artifacts from `directory` (where the config's artifact names point)."""
     if not names:
         return {}
     if directory is None:
         raise ArtifactError(f"the experiments use artifacts {sorted(names)}; pass --artifacts DIR")
-    return {name: read_artifact(Path(directory) / name, n_tracks) for name in sorted(names)}
+    return {name: read_artifact(Path(directory) / name, n_tracks, strict) for name in sorted(names)}
 
 
 def write_artifact(

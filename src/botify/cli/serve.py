@@ -61,8 +61,10 @@ def _tuning(command):
               help="Redis URL, e.g. redis://localhost:6379/0; the embedded store if absent.")
 @click.option("--seed", type=int, default=_FIELDS["seed"].default, show_default=True,
               help="Seed of the recommenders' randomness (each request draws from (seed, user, request number)).")
+@click.option("--strict", is_flag=True, default=_FIELDS["strict"].default,
+              help=_FIELDS["strict"].description.capitalize() + ".")
 @_tuning
-def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, **tuning) -> None:
+def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, strict, **tuning) -> None:
     """Serve the course's API: GET /, GET /track/<id>, POST /next/<user>, POST /last/<user>."""
     from botify.service.admin import resolve_admin_token
     from botify.service.app import BotifyApp, ServiceData
@@ -70,7 +72,8 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
 
     settings = validate_config(ServiceSettings, {
         "catalog": catalog, "host": host, "port": port, "log_dir": log_dir, "workers": workers,
-        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed, **tuning,
+        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed, "strict": strict,
+        **tuning,
     })
     if workers > 1 and not settings.redis:
         raise BotifyError(
@@ -83,13 +86,13 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
             import hiredis  # noqa: F401 - only checking that the extra is installed
         except ImportError:
             raise BotifyError("--redis needs the Redis extra: pip install 'botify[redis]'") from None
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data = ServiceData.read(settings)  # fail here, with one clear line, before any worker starts
     check_log_dir(settings.log_dir)
     sock = listen(host, port)  # bound before the banner: a taken port is one line, not a log after it
     port = sock.getsockname()[1]  # the port chosen, for --port 0
     token, token_source = resolve_admin_token(settings)  # once, here: every worker gets the same token
     settings = settings.model_copy(update={"admin_token": token, "port": port})
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     active = ", ".join(e.name for e in data.experiments.active) or "none"
     click.echo(
         f"botify {data.catalog.size} tracks on http://{host}:{port} — store "

@@ -28,33 +28,39 @@ def _write_sessions(path: Path, days: list[DaySummary]) -> None:
                 writer.writerow([day.day, int(row[0]), int(row[1]), round(float(row[2]), 2), int(row[3]), int(row[4])])
 
 
+def _default(name: str):
+    return SimSettings.model_fields[name].default
+
+
 @sim.command()
 @click.option("--world", "world_dir", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
               help="World directory (botify world generate).")
-@click.option("--episodes", type=click.IntRange(min=1), default=10_000, show_default=True, help="Sessions per day.")
+@click.option("--episodes", type=click.IntRange(min=1), default=_default("episodes"), show_default=True, help="Sessions per day.")
 @click.option("--agent", default="random", show_default=True,
               help="random, remote, console, oracle, or module:Class for your own botify.sim.Agent.")
 @click.option("--url", help="Server for the remote agent, e.g. http://localhost:5001.")
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@click.option("--processes", type=click.IntRange(min=1), default=_default("processes"), show_default=True,
               help="Worker processes; results do not depend on it.")
 @click.option("--days", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--no-pause", is_flag=True, help="Do not ask before starting the next day.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=4096, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=_default("chunk_size"), show_default=True,
               help="Sessions stepped together (part of what a seed means).")
-@click.option("--max-steps", type=click.IntRange(min=1), default=250, show_default=True,
+@click.option("--max-steps", type=click.IntRange(min=1), default=_default("max_steps"), show_default=True,
               help="Truncate sessions longer than this many recommendations.")
-@click.option("--connections", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--replace-users", is_flag=True,
+              help="Draw each day's users with replacement, as the course's simulator did.")
+@click.option("--connections", type=click.IntRange(min=1), default=AgentSpec.model_fields["connections"].default, show_default=True,
               help="Keep-alive connections of the remote agent.")
 @click.option("--outage", type=click.FloatRange(min=0), default=AgentSpec.model_fields["outage"].default,
               show_default=True, help="Seconds the remote agent keeps retrying a failing service before giving up.")
 @click.option("--sessions-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Write each session's outcome (day, episode, user, time, tracks) to this CSV.")
-def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_size, max_steps, connections,
-        outage, sessions_csv) -> None:
+def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_size, max_steps, replace_users,
+        connections, outage, sessions_csv) -> None:
     """Simulate DAYS days of EPISODES sessions and print the course's summary per day."""
     settings = SimSettings(episodes=episodes, seed=seed, processes=processes, chunk_size=chunk_size,
-                           max_steps=max_steps)
+                           max_steps=max_steps, replace_users=replace_users)
     simulation = Simulation(world_dir, AgentSpec(kind=agent, url=url, connections=connections, outage=outage),
                             settings)
     summaries: list[DaySummary] = []

@@ -80,7 +80,11 @@ class ServiceData:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         experiments = ExperimentsConfig.load(settings.experiments)
         names = {spec.artifact for spec in experiments.specs() if spec.artifact}
-        artifacts = read_artifacts(settings.artifacts, names, catalog.size)
+        artifacts = read_artifacts(settings.artifacts, names, catalog.size, settings.strict)
+        for name, artifact in artifacts.items():
+            if artifact.skipped:
+                logger.warning("artifact %s: %d track ids outside the catalog (0..%d) skipped; --strict refuses such "
+                               "files", name, artifact.skipped, catalog.size - 1)
         for spec in experiments.specs():
             check_spec(spec, artifacts)
         return cls(catalog, digest, experiments, artifacts)

@@ -27,6 +27,8 @@ class ServiceSettings(BaseModel):
     log_dir: Path = Path("log")
     experiments: Path | None = Field(None, description="experiments file; botify's embedded default if absent")
     artifacts: Path | None = Field(None, description="directory holding the artifact files experiments name")
+    strict: bool = Field(False, description="refuse artifacts naming tracks outside the catalog (else they are "
+                                            "skipped, with a warning, as the course served them)")
     redis: str | None = Field(None, description=f"Redis URL (or {REDIS_ENV}); embedded store if absent")
     history_length: int = Field(50, ge=1, le=10_000, description="listens kept per user across sessions")
     session_length: int = Field(500, ge=1, le=100_000, description="listens kept of a user's open session")

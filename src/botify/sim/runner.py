@@ -49,6 +49,8 @@ class SimSettings(BaseModel):
     processes: int = Field(1, ge=1)
     chunk_size: int = Field(4096, ge=1, description="sessions stepped together; part of the seed's meaning")
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
+    replace_users: bool = Field(False, description="draw a day's users with replacement, as the course's simulator "
+                                                   "did (a user may have several sessions a day)")
 
 
 def make_agent(spec: AgentSpec, world: World) -> Agent:
@@ -111,7 +113,10 @@ def run_chunk(
     rng = np.random.default_rng([settings.seed, day, chunk])
     agent.reset(np.random.default_rng([settings.seed, day, chunk, 1]))
     n_users = model.world.users.size
-    users = rng.choice(n_users, size, replace=False) if size <= n_users else rng.integers(0, n_users, size)
+    if settings.replace_users or size > n_users:
+        users = rng.integers(0, n_users, size)
+    else:
+        users = rng.choice(n_users, size, replace=False)
 
     sessions = model.start(users, rng, episodes)
     tracks, times = sessions.last_track, np.ones(size)
