@@ -39,12 +39,18 @@ def test_two_day_loop(small_world_dir: Path, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr + run.stdout
     assert "Day 1: random" in run.stdout and "LOOP: treatments vs C (CUPED)" in run.stdout
+    # One folder per day: its events, and the artifacts trained before it; no empty files.
+    run_dir = tmp_path / "run"
     for name in ("ub", "top"):
-        assert json.loads((tmp_path / "run" / "artifacts" / name / "manifest.json").read_text())["data"]
-    events = read_events(tmp_path / "run" / "log")
-    versions = sorted({event["data_version"] for event in events}, key=lambda v: [e["data_version"] for e in events].index(v))
-    assert len(versions) == 2  # day 1 served without artifacts, day 2 with them, one process
-    day_two = [event for event in events if event["data_version"] == versions[1]]
+        assert json.loads((run_dir / "day2" / "artifacts" / name / "manifest.json").read_text())["data"]
+    assert (run_dir / "artifacts").resolve() == (run_dir / "day2" / "artifacts").resolve()
+    assert not list((run_dir / "day1" / "artifacts").iterdir())  # day 1 served Random
+    assert not list((run_dir / "log").glob("*.jsonl"))
+    assert all(path.stat().st_size for path in run_dir.glob("day*/log/*.jsonl"))
+    day_one, day_two = read_events(run_dir / "day1" / "log"), read_events(run_dir / "day2" / "log")
+    assert len({event["data_version"] for event in day_one}) == len({event["data_version"] for event in day_two}) == 1
+    assert day_one[0]["data_version"] != day_two[0]["data_version"]  # day 2 served the trained artifacts
+    assert sum(event["message"] == "last" for event in day_one) == 1500
     assert {event["experiments"]["LOOP"] for event in day_two} == {"C", "T1", "T2"}
     served = {event["recommender"] for event in day_two if event["message"] == "next"}
     assert "indexed(ub/recommendations.jsonl)" in served and "top_pop(top/top_tracks.json)" in served

@@ -3,7 +3,11 @@
 Day 1 serves Random (cold start). Before each later day the configured models are trained
 on all logs so far, the experiment is written next to them and `POST /admin/reload` swaps
 both into the running service; after each day `/admin/reload` closes that day's log files, so
-every day is analysed on its own events, with the previous day as the CUPED pre-period. One
+every day is analysed on its own events, with the previous day as the CUPED pre-period.
+
+Each day has its own folder: `DIR/dayN/log` (that day's events, moved there once the reload
+has closed them) and `DIR/dayN/artifacts` (what was trained before it and served on it);
+`DIR/artifacts` points at the day being served. One
 HTML report holds every experiment day, and `summary.json` beside it holds the figures: for
 each day and treatment its recommender, users, mean time per session, the effect against the
 control (and, with `compare`, against other treatments) with CI and Holm p, and each trained
@@ -13,6 +17,8 @@ model's training time.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +68,8 @@ class DailyLoop:
         self.plan = plan
         self.seed = seed
         self.world_dir = Path(world_dir) if world_dir else self.run_dir / "world"
-        self.artifacts = self.run_dir / "artifacts"
-        self.log_dir = self.run_dir / "log"
+        self.artifacts = self.run_dir / "artifacts"  # → dayN/artifacts, the day being served
+        self.log_dir = self.run_dir / "log"  # where the service writes; a finished day's files move to dayN/log
         self.experiments_file = self.run_dir / "experiments.json"
         self.day_files: dict[int, list[str]] = {}
         self.sections: list[str] = []
@@ -92,8 +98,35 @@ class DailyLoop:
             console.print(f"generated the default world in {self.world_dir}")
         for stale in self.log_dir.glob("events-*.jsonl"):
             stale.unlink()
-        self.artifacts.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob("day[0-9]*"):  # an earlier run's days in this folder
+            shutil.rmtree(stale)
+        if self.artifacts.is_dir() and not self.artifacts.is_symlink():
+            shutil.rmtree(self.artifacts)
+        self._serve_artifacts_of(1)
         self.experiments_file.write_text(json.dumps({"default": "random"}))
+
+    def day_dir(self, day: int) -> Path:
+        return self.run_dir / f"day{day}"
+
+    def _serve_artifacts_of(self, day: int) -> None:
+        """Point DIR/artifacts at dayN/artifacts (a symlink swapped atomically)."""
+        (self.day_dir(day) / "artifacts").mkdir(parents=True, exist_ok=True)
+        link = self.run_dir / "artifacts.next"
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(f"day{day}") / "artifacts", target_is_directory=True)
+        os.replace(link, self.artifacts)
+
+    def _file_day(self, day: int) -> list[str]:
+        """Move the day's closed event files to dayN/log; their paths."""
+        target = self.day_dir(day) / "log"
+        target.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for path in sorted(self.log_dir.glob("events-*.jsonl")):
+            if path.stat().st_size:
+                moved.append(str(path.rename(target / path.name)))
+            else:
+                path.unlink()
+        return moved
 
     def _reload(self, client: BotifyClient) -> None:
         for _ in range(20):
@@ -109,6 +142,7 @@ class DailyLoop:
         from botify.train.pipeline import train_model
 
         logs = sorted(str(path) for files in self.day_files.values() for path in files)
+        self._serve_artifacts_of(day)
         for spec in self.plan.train:
             out = self.artifacts / spec.name
             started = time.monotonic()
@@ -184,7 +218,6 @@ class DailyLoop:
                         self._train(day)
                         self.experiments_file.write_text(self.plan.service.model_dump_json(exclude_none=True))
                         self._reload(client)
-                    day_started = time.time()
                     label = "random" if day == 1 else ", ".join(e.name for e in self.plan.service.active) or "default"
                     size = day1_episodes if day == 1 else episodes
                     simulation = Simulation(self.world_dir, AgentSpec(kind="remote", url=service.url),
@@ -199,11 +232,8 @@ class DailyLoop:
                         mean, se = summary.time
                         self.summary["day1"] = {"recommender": "random", "sessions": summary.sessions,
                                                 "mean_time_per_session": mean, "se": se}
-                    self._reload(client)  # closes the day's last log file and opens an empty one
-                    self.day_files[day] = sorted(
-                        str(path) for path in self.log_dir.glob("events-*.jsonl")
-                        if path.stat().st_size and path.stat().st_mtime >= day_started
-                    )
+                    self._reload(client)  # closes the day's last log file (the next opens with the next event)
+                    self.day_files[day] = self._file_day(day)
                     if day > 1:
                         self._analyse(day)
             finally:
