@@ -300,6 +300,40 @@ def test_a_plugin_in_the_current_directory_gets_the_serving_step(small_world: Wo
     assert ask(recommender, 1, 70, [(70, 1.0)]) == (71, "botify_plugin_here:Mine", False)
 
 
+def test_a_plugin_validates_its_own_params(small_world_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A plugin declaring `Params` (a pydantic model) gets them validated at start-up, with a
+    one-line error naming it; built-in recommenders refuse params."""
+    (tmp_path / "botify_params_plugin.py").write_text(
+        "from pydantic import BaseModel, ConfigDict, Field\n"
+        "from botify.service import Recommender\n"
+        "class Mine(Recommender):\n"
+        "    class Params(BaseModel):\n"
+        "        model_config = ConfigDict(extra='forbid')\n"
+        "        first: int = Field(ge=0)\n"
+        "        count: int = 3\n"
+        "    async def candidates(self, query):\n"
+        "        return list(range(self.params.first, self.params.first + self.params.count)), None\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    experiments = tmp_path / "e.toml"
+    cases = {
+        '{kind = "botify_params_plugin:Mine", params = {first = -1}}': "recommender 'botify_params_plugin:Mine' "
+                                                                       "params: invalid Params: first: Input should be "
+                                                                       "greater than or equal to 0",
+        '{kind = "botify_params_plugin:Mine", params = {first = 1, colour = "red"}}': "colour: Extra inputs",
+        '{kind = "sticky_artist", params = {first = 1}}': "'sticky_artist' takes no params",
+    }
+    for text, message in cases.items():
+        experiments.write_text(f"default = {text}\n")
+        with pytest.raises(BotifyError, match=message):
+            ServiceData.read(ServiceSettings(catalog=small_world_dir, experiments=experiments))
+    experiments.write_text('default = {kind = "botify_params_plugin:Mine", params = {first = 40}, ranked = true}\n')
+    data = ServiceData.read(ServiceSettings(catalog=small_world_dir, experiments=experiments))
+    resources = Resources(data.catalog, EmbeddedStore(5))
+    answer = asyncio.run(Chain(data.experiments.default, resources).recommend(Query(1, 40, 1.0, [Listen(40, 1.0)])))
+    assert answer.track == 41 and answer.recommender == "botify_params_plugin:Mine"
+
+
 def test_request_generators_are_independent_and_uniform() -> None:
     """Each request draws from its own generator, seeded by (seed, user, request number):
     reproducible, and neither consecutive requests nor neighbouring users are correlated."""

@@ -26,9 +26,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
 
 from botify.artifacts import Artifact
+from botify.config import validate_config
 from botify.errors import BotifyError, Unavailable
 from botify.plugins import load_object
 from botify.service.experiments import RecommenderSpec
@@ -168,15 +171,31 @@ class Recommender(ABC):
     Most recommenders only propose candidates (`candidates`: tracks best first, with scores
     if they have them) and leave serving to the shared step in `choose`: drop heard tracks,
     re-rank for artist fatigue, pick. A recommender may instead override `recommend`.
+
+    A plugin's own parameters come from `params` in its spec; if it declares a pydantic model
+    as `Params`, they are validated by it when the service starts (a bad value is one line
+    naming the recommender) and `self.params` is that model, else the plain dict.
     """
 
     artifact_kind: str | None = None
+    Params: type[BaseModel] | None = None
 
     def __init__(self, spec: RecommenderSpec, resources: Resources) -> None:
         self.spec = spec
+        self.params = self.parse_params(spec)
         self.resources = resources
         self.store = resources.store
         self.artist_of = resources.artist_of
+
+    @classmethod
+    def parse_params(cls, spec: RecommenderSpec) -> Any:
+        """The spec's `params`, validated by `Params` if the class declares it."""
+        if cls.Params is not None:
+            return validate_config(cls.Params, spec.params, source=f"recommender {spec.kind!r} params")
+        if spec.params and spec.kind in BUILTIN:
+            raise BotifyError(f"recommender {spec.kind!r} takes no params (they are for module:Class plugins); "
+                              f"got {', '.join(spec.params)}")
+        return spec.params
 
     @property
     def name(self) -> str:
@@ -401,6 +420,7 @@ def check_spec(spec: RecommenderSpec, artifacts: dict[str, Artifact]) -> None:
     """Fail at start-up, not per request, when a spec's artifact is missing or of the wrong kind."""
     for item in spec.chain():
         cls = _recommender_class(item.kind)
+        cls.parse_params(item)
         if cls.artifact_kind is None:
             continue
         if item.artifact is None:
