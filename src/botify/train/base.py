@@ -78,6 +78,8 @@ class Model(ABC):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             REGISTRY[cls.name] = cls
+        else:  # a user's model (or a base class): named as `botify train` loads it, for manifests and errors
+            cls.name = f"{cls.__module__}:{cls.__qualname__}"
 
     @classmethod
     def summary(cls) -> str:
