@@ -14,6 +14,9 @@ from rich.table import Table
 from botify.cli.progress import console
 from botify.errors import BotifyError
 
+# The metrics a verdict can lead with (the engine's listening metrics, the primary one last).
+METRIC_CHOICES = ("time", "sessions", "mean_tracks_per_session", "mean_time_per_session")
+
 
 def strict_json(value):
     """`value` with every non-finite float (NaN, ±Infinity: not JSON) replaced by None."""
@@ -28,17 +31,36 @@ def strict_json(value):
     return value
 
 
-def _table(result) -> Table:
-    table = Table(title=f"{result.experiment}: treatments vs {result.control}"
-                  + (" (CUPED)" if result.comparisons and result.comparisons[0].cuped else ""))
-    for column in ("metric", "treatment", "control mean", "treatment mean", "effect %", "95% CI %",
-                   "p", "p (Holm)", "MDE % (80%)"):
-        table.add_column(column, justify="left" if column in ("metric", "treatment") else "right")
-    for item in result.comparisons:
-        colour = {"win": "green", "loss": "red"}.get(item.verdict)
-        cells = [item.metric, item.treatment, f"{item.control_mean:.4g}", f"{item.treatment_mean:.4g}",
-                 f"{item.effect:+.2f}", f"[{item.lower:+.2f}, {item.upper:+.2f}]", f"{item.p_value:.3g}",
-                 f"{item.p_holm:.3g}", f"{item.mde:.2f}"]
+def _table(result, labels: dict[str, str], wide: bool) -> Table:
+    """Every listening metric × treatment: compact (fits 80 columns; the recommenders are named
+    in the headline) or, with --wide, every column and the latency rows."""
+    from rich import box
+
+    from botify.analysis.verdict import SHORT_NAMES, format_p, listening_comparisons, outcome
+
+    title = f"{result.experiment}: treatments vs {result.control}" + (
+        " (CUPED)" if result.comparisons and result.comparisons[0].cuped else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    if wide:
+        columns = ("metric", "treatment", "control mean", "treatment mean", "effect %", "95% CI %", "p", "p (Holm)",
+                   "MDE % (80%)", "verdict")
+    else:
+        columns = ("metric", "treatment", "effect %", "95% CI %", "p (Holm)", "verdict")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("metric", "treatment", "verdict") else "right",
+                         no_wrap=True)
+    for item in result.comparisons if wide else listening_comparisons(result):
+        word = outcome(item)
+        colour = {"win": "green", "loss": "red"}.get(word)
+        if wide:
+            treatment = f"{item.treatment} {labels[item.treatment]}" if labels.get(item.treatment) else item.treatment
+            cells = [item.metric, treatment, f"{item.control_mean:.4g}", f"{item.treatment_mean:.4g}",
+                     f"{item.effect:+.2f}", f"[{item.lower:+.2f}, {item.upper:+.2f}]", format_p(item.p_value),
+                     format_p(item.p_holm), f"{item.mde:.2f}", word]
+        else:
+            cells = [SHORT_NAMES.get(item.metric, item.metric), item.treatment, f"{item.effect:+.1f}",
+                     f"{item.lower:+.1f}..{item.upper:+.1f}", format_p(item.p_holm),
+                     {"no difference": "-"}.get(word, word)]
         table.add_row(*[f"[{colour}]{cell}[/]" if colour else cell for cell in cells])
     return table
 
@@ -58,10 +80,14 @@ def skipped_note(summary) -> str | None:
             "missing or invalid fields")
 
 
-def print_analysis(result, summary) -> None:
-    """The terminal view: what was read, a loud SRM warning if any, the comparison table."""
+def print_analysis(result, summary, labels: dict[str, str] | None = None, metric: str | None = None,
+                   wide: bool = False) -> None:
+    """The terminal view: what was read, a loud SRM warning if any, the verdict on the primary
+    metric in words, the latency guardrail, then the table (compact unless `wide`)."""
     from botify.analysis.stats import SRM_ALPHA
+    from botify.analysis.verdict import PRIMARY, guardrail_line, headline_text, headlines, summary_line
 
+    labels, metric = labels or {}, metric or PRIMARY
     # soft_wrap: each message stays one line, however narrow the terminal (or a pipe's 80 columns).
     console.print(f"{summary.lines:,} lines in {summary.files} file(s); users per treatment: "
                   + ", ".join(f"{name} {count:,}" for name, count in result.users.items()), soft_wrap=True)
@@ -71,7 +97,16 @@ def print_analysis(result, summary) -> None:
         console.print(f"[bold red]SAMPLE RATIO MISMATCH: users per treatment are not an even split "
                       f"(chi-square p = {result.srm_p_value:.2g} < {SRM_ALPHA}); do not trust this experiment[/]",
                       soft_wrap=True)
-    console.print(_table(result))
+    console.print(f"\n[bold]{summary_line(result, labels, metric)}[/]", soft_wrap=True)
+    for item in headlines(result, labels, metric):
+        colour = {"win": "green", "loss": "red"}.get(item.outcome)
+        text = headline_text(item)
+        console.print(f"  [bold {colour}]{text}[/]" if colour else f"  {text}", soft_wrap=True, highlight=False)
+    if guard := guardrail_line(result):
+        console.print(guard, soft_wrap=True, highlight=False)
+    console.print(_table(result, labels, wide))
+    if not wide:
+        console.print("p: Holm-adjusted over all comparisons; --wide adds means, raw p, MDE and latency", style="dim")
 
 
 @click.command()
@@ -81,7 +116,10 @@ def print_analysis(result, summary) -> None:
 @click.option("--pre", "pre_logs", multiple=True, help="Pre-period logs for CUPED (e.g. the previous day); repeatable.")
 @click.option("--format", "output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Also write an HTML report here.")
-def analyze(logs, experiment, control, pre_logs, output, report) -> None:
+@click.option("--metric", type=click.Choice(list(METRIC_CHOICES)), default=METRIC_CHOICES[-1], show_default=True,
+              help="The primary metric: the headline's verdict is on it.")
+@click.option("--wide", is_flag=True, help="Show every column of the table (it fits 80 columns without).")
+def analyze(logs, experiment, control, pre_logs, output, report, metric, wide) -> None:
     """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine)."""
     from botify.analysis.engine import user_metrics  # SciPy and DuckDB load only when analysing
     from botify.analysis.stats import analyze as run_analysis
@@ -96,10 +134,13 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
         result = run_analysis(users, experiment, control, pre)
     except ValueError as error:
         raise BotifyError(str(error)) from error
+    from botify.analysis.verdict import labels_near
+
+    labels = labels_near(list(logs), experiment)
     if report is not None:
         from botify.analysis.report import render_section, write_report
 
-        write_report(report, [render_section(result, users, summary, f"Experiment {experiment}")],
+        write_report(report, [render_section(result, users, summary, f"Experiment {experiment}", labels, metric)],
                      f"botify: {experiment}")
     if output != "table" and (note := skipped_note(summary)):
         click.echo(note, err=True)  # stdout holds only the document
@@ -117,6 +158,6 @@ def analyze(logs, experiment, control, pre_logs, output, report) -> None:
         writer.writeheader()
         writer.writerows(item.as_dict() for item in result.comparisons)
         return
-    print_analysis(result, summary)
+    print_analysis(result, summary, labels, metric, wide)
     if report is not None:
         console.print(f"report written to {report}")

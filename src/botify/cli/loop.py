@@ -159,6 +159,7 @@ class DailyLoop:
         from botify.analysis.engine import user_metrics
         from botify.analysis.report import render_section
         from botify.analysis.stats import analyze
+        from botify.analysis.verdict import labels_of
         from botify.cli.analyze import print_analysis
 
         for experiment in self.plan.service.active:
@@ -167,8 +168,10 @@ class DailyLoop:
             names = list(experiment.treatment_names)
             result = analyze(users, experiment.name, "C", pre, treatments=names)
             console.print(f"\n[bold]Day {day}[/]")
-            print_analysis(result, summary)
-            self.sections.append(render_section(result, users, summary, f"Day {day}: experiment {experiment.name}"))
+            labels = labels_of(experiment)
+            print_analysis(result, summary, labels)
+            self.sections.append(render_section(result, users, summary, f"Day {day}: experiment {experiment.name}",
+                                                labels))
             others = {name: analyze(users, experiment.name, name, pre, treatments=names) for name in self.compare}
             entry = day_summary(day, experiment, result, others)
             entry["offline_online"] = self._offline_vs_online(day, experiment, entry)
