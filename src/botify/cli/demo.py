@@ -10,6 +10,7 @@ pre-period → table and HTML report. Everything stays under --dir.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -60,8 +61,14 @@ def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Pa
     written = write_report(run_dir / "report.html", sections, "botify demo")
     report.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(written, report)
-    console.print(f"\nreport: [bold]{report}[/] (also {written}); finished in {time.monotonic() - started:.0f} s")
+    console.print(f"\nreport: [bold]{report}[/] (also {written}); finished in {time.monotonic() - started:.0f} s",
+                  soft_wrap=True)
     console.print(
         "next: open the report; automate more days and your own models with [bold]botify loop --days 3 "
-        "--experiment my.toml[/]; serve them by hand with [bold]botify serve --experiments my.toml[/] (see README)"
+        "--experiment my.toml[/]; serve them by hand with [bold]botify serve --experiments my.toml[/] (see README)",
+        soft_wrap=True,
     )
+    here = Path(sys.executable).parent
+    if shutil.which("botify") != str(here / "botify"):  # e.g. after `make demo`, outside the venv
+        console.print(f"botify is not on your PATH: run [bold]source {here / 'activate'}[/] first (or call "
+                      f"{here / 'botify'})", soft_wrap=True)

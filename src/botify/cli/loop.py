@@ -150,7 +150,8 @@ class DailyLoop:
                 model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json", out, spec.params)
             seconds = time.monotonic() - started
             files = ", ".join(read_manifest(out)["artifacts"])
-            console.print(f"trained {spec.model} → {out} in {seconds:.1f} s (fit {metrics['train_seconds']:.1f} s; {files})")
+            console.print(f"trained {spec.model} in {seconds:.1f} s (fit {metrics['train_seconds']:.1f} s) → "
+                          f"{self.day_dir(day) / 'artifacts' / spec.name}: {files}", soft_wrap=True)
             self.summary["training"].append({"day": day, "model": spec.model, "name": spec.name,
                                              "parameters": model.get_params(), "seconds": round(seconds, 2),
                                              "fit_seconds": metrics["train_seconds"]})

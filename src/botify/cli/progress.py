@@ -26,18 +26,26 @@ def session_progress(description: str, total: int) -> Iterator[Callable[[int], N
 
 
 def summary_table(days: list[DaySummary], title: str = "Simulation summary") -> Table:
-    """The course's per-day summary: sessions, mean session time and tracks with standard errors."""
-    table = Table(title=title)
-    for column in ("day", "sessions", "mean time ± se", "mean tracks ± se", "truncated", "steps/s"):
-        table.add_column(column, justify="right")
-    extra = sorted({key for day in days for key in day.result.agent_report})
-    for key in extra:
-        table.add_column(key, justify="right")
+    """The course's per-day summary: sessions, mean session time and tracks with standard errors,
+    and the agent's own counters; counters that stayed 0 on every day are named in the caption
+    instead of taking a column, so that the table fits 80 columns."""
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("day", "sessions", "time/session", "tracks/session", "truncated", "steps/s"):
+        table.add_column(column, justify="right", no_wrap=True)
+    counters = sorted({key for day in days for key in day.result.agent_report})
+    shown = [key for key in counters if any(day.result.agent_report.get(key, 0) for day in days)]
+    for key in shown:
+        table.add_column(key, justify="right", no_wrap=True)
+    zero = [key for key in counters if key not in shown]
+    if zero:
+        table.caption = f"{', '.join(zero)}: 0"
     for day in days:
         (time_mean, time_sem), (tracks_mean, tracks_sem) = day.time, day.tracks
         table.add_row(
-            str(day.day), str(day.sessions), f"{time_mean:.3f} ± {time_sem:.3f}",
-            f"{tracks_mean:.3f} ± {tracks_sem:.3f}", str(int(day.result.truncated.sum())),
-            f"{day.steps_per_second:,.0f}", *(str(day.result.agent_report.get(key, 0)) for key in extra),
+            str(day.day), f"{day.sessions:,}", f"{time_mean:.3f} ±{time_sem:.3f}", f"{tracks_mean:.3f} ±{tracks_sem:.3f}",
+            f"{int(day.result.truncated.sum()):,}", f"{day.steps_per_second:,.0f}",
+            *(f"{day.result.agent_report.get(key, 0):,}" for key in shown),
         )
     return table
