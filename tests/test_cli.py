@@ -50,7 +50,7 @@ def test_generate_info_and_simulate(tmp_path: Path) -> None:
     run = _botify("sim", "run", "--world", "w", "--episodes", "300", "--days", "2", "--agent", "oracle",
                   "--sessions-csv", "s.csv", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert "Day 1" in run.stdout and "Day 2" in run.stdout and "mean time" in run.stdout.lower()
+    assert "Day 1" in run.stdout and "Day 2" in run.stdout and "time/session" in run.stdout
     lines = (tmp_path / "s.csv").read_text().splitlines()
     assert lines[0] == "day,episode,user,time,tracks,truncated" and len(lines) == 601
 
