@@ -82,10 +82,12 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     run = _botify("demo", "--dir", "d", "--episodes", "3000", "--report", "out/demo.html", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     # Day 1 is a calibrated day of random traffic through the real service.
-    match = re.search(r"10000 │\s+([\d.]+) ± [\d.]+ │\s+([\d.]+) ±", run.stdout)
+    match = re.search(r"10,000\s+([\d.]+) ±[\d.]+\s+([\d.]+) ±", run.stdout)
     assert match, run.stdout
     mean_time, mean_tracks = map(float, match.groups())
     assert 1.7 <= mean_time <= 2.5 and 5.5 <= mean_tracks <= 8.5
+    assert "DEMO: mean_time_per_session vs C random" in run.stdout and "T1 sticky_artist" in run.stdout
+    assert (tmp_path / "d" / "day1" / "log").is_dir() and (tmp_path / "d" / "day2" / "artifacts").is_dir()
     assert json.loads((tmp_path / "d" / "artifacts" / "toppop" / "top_tracks.json").read_text())
     assert json.loads((tmp_path / "d" / "artifacts" / "user-based" / "manifest.json").read_text())["model"] == "user-based"
     assert "DEMO: treatments vs C (CUPED)" in run.stdout and "T4" in run.stdout
