@@ -83,3 +83,10 @@ def test_loop_checks_the_plan_before_day_one(small_world_dir: Path, tmp_path: Pa
     )
     assert run.returncode == 1 and "neighbours='many'" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "log").exists()  # nothing was simulated
+    (tmp_path / "plan.toml").write_text(PLAN.replace('artifact = "ub/', 'artifact = "u-b/'))
+    run = subprocess.run(
+        [sys.executable, "-m", "botify", "loop", "--experiment", "plan.toml", "--world", str(small_world_dir),
+         "--dir", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1 and "no [[train]] entry is named 'u-b'" in run.stderr and "names: top, ub" in run.stderr
+    assert not (tmp_path / "run" / "log").exists()

@@ -82,6 +82,12 @@ class DailyLoop:
 
         for spec in self.plan.train:
             model_class(spec.model).from_params(spec.params)
+        names = {spec.name for spec in self.plan.train}
+        for spec in self.plan.service.specs():
+            if spec.artifact and Path(spec.artifact).parts[0] not in names:
+                raise BotifyError(f"recommender {spec.kind!r} serves {spec.artifact!r}, but no [[train]] entry is named "
+                                  f"{Path(spec.artifact).parts[0]!r} (artifacts are NAME/file; [[train]] names: "
+                                  f"{', '.join(sorted(names)) or 'none'})")
         for experiment in self.plan.service.active:
             unknown = [name for name in self.compare if name not in experiment.treatment_names]
             if unknown:
