@@ -7,6 +7,7 @@ import json
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from botify.errors import BotifyError
@@ -75,9 +76,9 @@ def test_indexed_uses_the_users_list_then_falls_back(small_world: World, tmp_pat
     spec = {"kind": "indexed", "artifact": "als.jsonl", "fallback": {"kind": "top_pop", "artifact": "top.json", "k": 1}}
     recommender = chain(small_world, spec, write_artifacts(tmp_path))
     assert ask(recommender, 1, 0).track in (40, 41, 42)
-    assert ask(recommender, 2, 0) == (43, "indexed(als.jsonl)", False)
-    assert ask(recommender, 2, 43, [(43, 1.0)]) == (30, "top_pop(top.json)", True)  # heard everything
-    assert ask(recommender, 99, 0) == (30, "top_pop(top.json)", True)  # no list for this user
+    assert ask(recommender, 2, 0)[:3] == (43, "indexed(als.jsonl)", False)
+    assert ask(recommender, 2, 43, [(43, 1.0)])[:3] == (30, "top_pop(top.json)", True)  # heard everything
+    assert ask(recommender, 99, 0)[:3] == (30, "top_pop(top.json)", True)  # no list for this user
     ranked = chain(small_world, {"kind": "indexed", "artifact": "als.jsonl", "ranked": True}, tmp_path)
     assert ask(ranked, 1, 40, [(40, 1.0)]).track == 41
 
@@ -297,7 +298,7 @@ def test_a_plugin_in_the_current_directory_gets_the_serving_step(small_world: Wo
     monkeypatch.chdir(tmp_path)
     spec = {"kind": "botify_plugin_here:Mine", "params": {"tracks": [70, 71, 72]}, "ranked": True}
     recommender = chain(small_world, spec, tmp_path)
-    assert ask(recommender, 1, 70, [(70, 1.0)]) == (71, "botify_plugin_here:Mine", False)
+    assert ask(recommender, 1, 70, [(70, 1.0)])[:3] == (71, "botify_plugin_here:Mine", False)
 
 
 def test_a_plugin_validates_its_own_params(small_world_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -354,3 +355,36 @@ def test_request_generators_are_independent_and_uniform() -> None:
     one = RequestRandom(5)
     assert sorted(one.sample(range(10), 10)) == list(range(10))
     assert stats.kstest([one.random() for _ in range(20_000)], "uniform").pvalue > 1e-3
+
+
+def test_every_answer_carries_its_propensity(small_world: World, tmp_path: Path) -> None:
+    """The serving step knows how likely the served track was: 1 for a ranked pick, 1/n for a
+    uniform draw among n unheard candidates, the softmax weight, 1/catalog for Random."""
+    artifacts = write_artifacts(tmp_path)
+    (artifacts / "scored.jsonl").write_text('{"track": 5, "recommendations": [70, 71, 72], "scores": [2.0, 1.0, 0.0]}\n')
+    ranked = ask(chain(small_world, {"kind": "top_pop", "artifact": "top.json", "ranked": True}, artifacts), 1, 30,
+                 [(30, 1.0)])
+    assert (ranked.track, ranked.propensity, ranked.candidates) == (31, 1.0, 5)
+    uniform = ask(chain(small_world, {"kind": "top_pop", "artifact": "top.json", "k": 4}, artifacts), 1, 30, [(30, 1.0)])
+    assert uniform.propensity == pytest.approx(1 / 3) and uniform.candidates == 3  # the top 4, less the one heard
+    softmax = chain(small_world, {"kind": "contextual", "artifact": "scored.jsonl", "pick": "softmax",
+                                  "temperature": 1.0}, artifacts)
+    weights = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    for _ in range(20):
+        answer = ask(softmax, 1, 5, [(5, 1.0)])
+        assert answer.propensity == pytest.approx(weights[answer.track - 70]) and answer.candidates == 3
+    fallback = ask(chain(small_world, {"kind": "indexed", "artifact": "als.jsonl"}, artifacts), 99, 0)
+    assert fallback.fallback and fallback.propensity == 1 / small_world.catalog.size
+
+
+def test_exploration_mixes_a_uniform_draw_into_the_pick(small_world: World, tmp_path: Path) -> None:
+    """With explore = 0.2 over a pool of 4, a ranked pick serves its best with 0.8 + 0.2/4 and
+    each other pool candidate with 0.05, at those frequencies, and says so in the propensity."""
+    spec = {"kind": "top_pop", "artifact": "top.json", "ranked": True, "explore": 0.2, "explore_pool": 4}
+    recommender = chain(small_world, spec, write_artifacts(tmp_path))
+    answers = [ask(recommender, user, 0) for user in range(4000)]
+    counts = {track: sum(answer.track == track for answer in answers) for track in range(30, 36)}
+    assert counts[34] == counts[35] == 0
+    assert abs(counts[30] / 4000 - 0.85) < 0.03 and all(abs(counts[t] / 4000 - 0.05) < 0.015 for t in (31, 32, 33))
+    assert {answer.track: answer.propensity for answer in answers} == pytest.approx(
+        {30: 0.85, 31: 0.05, 32: 0.05, 33: 0.05})

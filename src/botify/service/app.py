@@ -184,6 +184,7 @@ class Service:
                          "time": share, "latency": time.perf_counter() - started,
                          "recommendation": chosen.track, "experiments": experiments,
                          "recommender": chosen.recommender, "fallback": chosen.fallback,
+                         "propensity": chosen.propensity, "candidates": chosen.candidates,
                          "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             self.log.write(event)  # in the kernel before the answer leaves

@@ -31,7 +31,7 @@ import orjson
 
 from botify.errors import Unavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: /next events carry propensity and candidates
 PROBE_BYTES = 64 << 10  # the scratch write that must succeed before events are taken again
 
 logger = logging.getLogger("botify.service")

@@ -40,6 +40,10 @@ class RecommenderSpec(BaseModel):
     pick: Literal["uniform", "ranked", "softmax"] | None = Field(
         None, description="uniform among the candidates (the default), the best one, or a softmax over scores")
     ranked: bool = Field(False, description="shorthand for pick = 'ranked'")
+    explore: float = Field(0.0, ge=0, le=1, description="epsilon-greedy: with this probability, a uniform draw from "
+                                                        "the candidate pool instead of the pick (for off-policy logs)")
+    explore_pool: int | None = Field(None, ge=1, description="exploration draws among the first N candidates left "
+                                                             "after the heard filter and re-ranking (default: all)")
     temperature: float = Field(0.1, gt=0, description="softmax temperature over the candidates' scores")
     heard: Literal["session", "history", "none"] = Field(
         "session", description="tracks never recommended again: this session's, the long history's, or none")

@@ -54,6 +54,11 @@ class Query:
     history: Sequence[Listen] = field(default_factory=list)
     seed: int = 0
     _rng: random.Random | None = None
+    # Set by the serving step of the recommender that answers: the probability with which the
+    # served track was chosen and how many candidates it was chosen among (None: not known,
+    # e.g. a plugin's own `recommend`). Logged with the event, for off-policy evaluation.
+    propensity: float | None = None
+    candidates: int | None = None
 
     @property
     def rng(self) -> random.Random:
@@ -212,19 +217,28 @@ class Recommender(ABC):
 
     def choose(self, query: Query, tracks: list[int], scores: list[float] | None = None) -> int | None:
         """The serving step: unheard candidates (the first `k`), re-ranked by artist fatigue in
-        this session, then the best one, a uniform draw, or a softmax draw over scores."""
+        this session, then the best one, a uniform draw, or a softmax draw over scores — or,
+        with `explore`, a uniform draw from the candidate pool with that probability. Sets the
+        query's `propensity` (the served track's probability under this whole step) and
+        `candidates` (how many it was chosen among)."""
         spec = self.spec
         heard = query.heard(spec.heard)
         policy = spec.policy
-        if policy == "ranked" and (scores is None or all(map(operator.ge, scores, islice(scores, 1, None)))):
-            return self._best(query, tracks, scores, heard)
+        if (policy == "ranked" and not spec.explore
+                and (scores is None or all(map(operator.ge, scores, islice(scores, 1, None))))):
+            best = self._best(query, tracks, scores, heard)
+            if best is not None:
+                fresh = len(tracks) - len(heard.intersection(tracks))
+                query.propensity, query.candidates = 1.0, fresh if spec.k is None else min(spec.k, fresh)
+            return best
         fresh = [i for i, track in enumerate(tracks) if track not in heard]
         if spec.k is not None:
             fresh = fresh[: spec.k]
         if not fresh:
             return None
         reranked = spec.artist_discount is not None or spec.artist_cap is not None
-        if policy == "uniform" and not reranked:  # the common case needs no values
+        if policy == "uniform" and not reranked and not spec.explore:  # the common case needs no values
+            query.propensity, query.candidates = 1.0 / len(fresh), len(fresh)
             return tracks[fresh[query.rng.randrange(len(fresh))]]
         values = [scores[i] for i in fresh] if scores is not None else [1.0] * len(fresh)
         if reranked:
@@ -241,14 +255,30 @@ class Recommender(ABC):
             if not kept:
                 return None
             fresh, values = kept, kept_values
+        count = len(fresh)
         if policy == "ranked":
-            best = max(range(len(fresh)), key=values.__getitem__)  # the first of equals: list order
-            return tracks[fresh[best]]
-        if policy == "softmax":
+            best = max(range(count), key=values.__getitem__)  # the first of equals: list order
+            chances = [0.0] * count
+            chances[best] = 1.0
+        elif policy == "softmax":
             top = max(values)
             weights = [math.exp((value - top) / spec.temperature) for value in values]
-            return tracks[fresh[query.rng.choices(range(len(fresh)), weights=weights)[0]]]
-        return tracks[fresh[query.rng.randrange(len(fresh))]]
+            total = sum(weights)
+            chances = [weight / total for weight in weights]
+        else:
+            chances = [1.0 / count] * count
+        if spec.explore:  # epsilon-greedy: the pick's chances, mixed with a uniform draw over the pool
+            pool = min(count, spec.explore_pool or count)
+            chances = [(1 - spec.explore) * chance + (spec.explore / pool if i < pool else 0.0)
+                       for i, chance in enumerate(chances)]
+        if policy == "ranked" and not spec.explore:
+            index = best
+        elif policy == "uniform" and not spec.explore:
+            index = query.rng.randrange(count)
+        else:
+            index = query.rng.choices(range(count), weights=chances)[0]
+        query.propensity, query.candidates = chances[index], count
+        return tracks[fresh[index]]
 
 
     def _best(self, query: Query, tracks: list[int], scores: list[float] | None, heard: set[int]) -> int | None:
@@ -286,7 +316,9 @@ class Random(Recommender):
     """A uniformly random track: the course's baseline, and the last fallback of every chain."""
 
     async def recommend(self, query: Query) -> int | None:
-        return query.rng.randrange(self.resources.catalog.size)
+        size = self.resources.catalog.size
+        query.propensity, query.candidates = 1.0 / size, size
+        return query.rng.randrange(size)
 
 
 class TopPop(Recommender):
@@ -436,6 +468,8 @@ class Answer(NamedTuple):
     track: int
     recommender: str
     fallback: bool
+    propensity: float | None = None  # the track's probability under the answering recommender's serving step
+    candidates: int | None = None
 
 
 class Chain:
@@ -450,6 +484,7 @@ class Chain:
 
     async def recommend(self, query: Query) -> Answer:
         for position, member in enumerate(self.members):
+            query.propensity = query.candidates = None  # set again by the member that answers, if it can
             try:
                 track = await member.recommend(query)
             except Unavailable as error:  # the store went away after the play was recorded
@@ -461,6 +496,6 @@ class Chain:
             if track is None:
                 continue
             if isinstance(track, int) and 0 <= track < self.n_tracks:
-                return Answer(track, member.name, position > 0)
+                return Answer(track, member.name, position > 0, query.propensity, query.candidates)
             logger.error("recommender %s returned %r, not a track id; using its fallback", member.name, track)
         raise AssertionError("Random always answers")
