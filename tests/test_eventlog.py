@@ -3,11 +3,13 @@ creates no empty files, and turns unavailable (then recovers by itself) when it 
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from botify.service.eventlog import EventLog, LogUnavailable
@@ -91,3 +93,31 @@ def test_a_directory_that_cannot_be_written_after_a_rotation_is_reported_and_rec
     log.close()
     assert [event["user"] for event in read_events(directory)] == [3]
     assert [event["user"] for event in read_events(tmp_path / "moved")] == [1]
+
+
+def test_the_courses_layout_is_written_and_read_back(tmp_path: Path) -> None:
+    """`--log-name data.json` writes the course's `<dir>/<worker>/data.json` (rotations beside
+    it); the analysis finds such files at any depth, alongside botify's own names, and reads
+    the same sessions from either layout."""
+    from botify.analysis import user_metrics
+    from tests.test_analysis import write_logs
+
+    log = EventLog(tmp_path / "log", "w1", max_bytes=1024, name="data.json")
+    for number in range(40):
+        log.write({"message": "next", "n": number, "pad": "x" * 100})
+    log.close()
+    files = sorted(path.relative_to(tmp_path / "log").as_posix() for path in (tmp_path / "log").rglob("*"))
+    assert files[:3] == ["w1", "w1/data-0002.json", "w1/data-0003.json"] and "w1/data.json" in files
+    written = [tmp_path / "log" / "w1" / "data.json", *sorted((tmp_path / "log" / "w1").glob("data-*.json"))]
+    assert [json.loads(line)["n"] for path in written for line in path.read_text().splitlines()] == list(range(40))
+
+    write_logs(tmp_path / "botify")
+    course = tmp_path / "course"
+    for index, path in enumerate(sorted((tmp_path / "botify").glob("*.jsonl"))):
+        (course / f"container-{index}").mkdir(parents=True)
+        path.rename(course / f"container-{index}" / "data.json")
+    (course / "notes.json").write_text("{}")  # not a log: only the service's names are searched for
+    write_logs(tmp_path / "again")
+    ours, theirs = user_metrics([str(tmp_path / "again")], "EXP")[0], user_metrics([str(course)], "EXP")[0]
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)

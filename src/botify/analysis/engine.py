@@ -121,13 +121,19 @@ class LogSummary:
     timeline: dict[str, np.ndarray] | None = None
 
 
+LOG_NAMES = ("events-*.jsonl*", "data.json", "data-*.json")  # the service's names, and the course's
+
+
 def expand(paths: list[str | Path]) -> list[str]:
-    """Files from paths, directories (their *.jsonl*) and globs; a pattern matching nothing is an error."""
+    """Files from paths, directories and globs; a pattern matching nothing is an error. A
+    directory gives its *.jsonl* files and, in its sub-folders at any depth, the event logs
+    the service or the course's services wrote (`<dir>/<container>/data.json`)."""
     files: list[str] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.glob("*.jsonl*"))
+            nested = {str(p) for pattern in LOG_NAMES for p in path.rglob(pattern) if p.is_file()}
+            found = sorted(nested | {str(p) for p in path.glob("*.jsonl*")})
         elif path.is_file():
             found = [str(path)]
         else:

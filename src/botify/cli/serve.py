@@ -61,10 +61,12 @@ def _tuning(command):
               help="Redis URL, e.g. redis://localhost:6379/0; the embedded store if absent.")
 @click.option("--seed", type=int, default=_FIELDS["seed"].default, show_default=True,
               help="Seed of the recommenders' randomness (each request draws from (seed, user, request number)).")
+@click.option("--log-name", default=_FIELDS["log_name"].default, help=_FIELDS["log_name"].description.capitalize() + ".")
 @click.option("--strict", is_flag=True, default=_FIELDS["strict"].default,
               help=_FIELDS["strict"].description.capitalize() + ".")
 @_tuning
-def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, strict, **tuning) -> None:
+def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, log_name, strict,
+          **tuning) -> None:
     """Serve the course's API: GET /, GET /track/<id>, POST /next/<user>, POST /last/<user>."""
     from botify.service.admin import resolve_admin_token
     from botify.service.app import BotifyApp, ServiceData
@@ -72,7 +74,7 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
 
     settings = validate_config(ServiceSettings, {
         "catalog": catalog, "host": host, "port": port, "log_dir": log_dir, "workers": workers,
-        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed, "strict": strict,
+        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed, "log_name": log_name, "strict": strict,
         **tuning,
     })
     if workers > 1 and not settings.redis:

@@ -341,7 +341,7 @@ class BotifyApp:
             await store.load(data.catalog, data.catalog_digest, data.artifacts)
         except Unavailable as error:
             logger.warning("%s; serving 503 until it is back", error)
-        log = EventLog(settings.log_dir, f"{os.getpid()}", settings.log_max_bytes, settings.log_retry)
+        log = EventLog(settings.log_dir, f"{os.getpid()}", settings.log_max_bytes, settings.log_retry, settings.log_name)
         self.service = Service(settings, data, store, log)
         _settle()
 

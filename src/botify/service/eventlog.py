@@ -42,10 +42,16 @@ class LogUnavailable(Unavailable):
 
 
 class EventLog:
-    def __init__(self, directory: Path, worker: str, max_bytes: int = 64 << 20, retry: float = 1.0) -> None:
+    """One worker's event log files: `events-<worker>-<n>.jsonl` in `directory`, or, with a
+    `name` such as the course's `data.json`, `<worker>/data.json` (then `data-0002.json`, ...
+    after each rotation), the course's one folder per container."""
+
+    def __init__(self, directory: Path, worker: str, max_bytes: int = 64 << 20, retry: float = 1.0,
+                 name: str | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.worker = worker
+        self.name = name
         self.max_bytes = max_bytes
         self.retry = retry
         self.written = 0
@@ -59,9 +65,15 @@ class EventLog:
 
     @property
     def path(self) -> Path:
-        return self.directory / f"events-{self.worker}-{self._sequence:04d}.jsonl"
+        if self.name is None:
+            return self.directory / f"events-{self.worker}-{self._sequence:04d}.jsonl"
+        name = Path(self.name)
+        file = name.name if self._sequence == 1 else f"{name.stem}-{self._sequence:04d}{name.suffix}"
+        return self.directory / self.worker / file
 
     def _open_next(self) -> None:
+        if self.name is not None:
+            (self.directory / self.worker).mkdir(exist_ok=True)
         while True:
             self._sequence += 1
             try:

@@ -38,6 +38,8 @@ class ServiceSettings(BaseModel):
         300.0, ge=0, description="seconds a request's Idempotency-Key is remembered (0: keys are ignored)")
     max_body_bytes: int = Field(4096, ge=64)
     log_max_bytes: int = Field(64 << 20, ge=1024, description="event log file size before rotating")
+    log_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$",
+                                 description="name log files as the course did (e.g. data.json): LOG_DIR/<worker>/NAME")
     log_retry: float = Field(1.0, gt=0, description="seconds between attempts to write an event log that failed")
     redis_timeout: float = Field(0.5, gt=0, description="seconds before a Redis command counts as failed")
     keepalive_timeout: float = Field(5.0, gt=0, description="seconds an idle keep-alive connection stays open")
