@@ -159,6 +159,22 @@ def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
     assert "neighbours='abc'" in typo.stderr and "integer" in typo.stderr
 
 
+def test_the_courses_2026_item_to_item_format_is_written_and_served(logged, tmp_path: Path) -> None:
+    """`--item-key item_id` writes the course's 2026 lines, which botify reads as track lists."""
+    from botify.artifacts import read_artifact
+
+    log_dir, _, root = logged
+    run = subprocess.run([sys.executable, "-m", "botify", "train", "session-knn", "--logs", str(log_dir), "--catalog",
+                          str(root / "world"), "--out", str(tmp_path / "sknn"), "--item-key", "item_id"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    first = json.loads((tmp_path / "sknn" / "item2item.jsonl").read_text().splitlines()[0])
+    assert set(first) >= {"item_id", "recommendations"} and "track" not in first
+    n_tracks = sum(1 for _ in (root / "world" / "tracks.json").open())
+    artifact = read_artifact(tmp_path / "sknn" / "item2item.jsonl", n_tracks)
+    assert artifact.kind == "track" and artifact.ranked(first["item_id"]).tracks == first["recommendations"]
+
+
 def test_projector_export(logged, tmp_path: Path) -> None:
     log_dir, world, root = logged
     train_model("lightgcn", [log_dir], root / "world" / "tracks.json", tmp_path / "g", {"epochs": 2}, projector=True)

@@ -149,17 +149,22 @@ def read_artifacts(directory: Path | None, names: set[str], n_tracks: int, stric
 
 
 def write_artifact(
-    path: Path, kind: str, lists: Mapping[int, list[int]], scores: Mapping[int, list[float]] | None = None
+    path: Path, kind: str, lists: Mapping[int, list[int]], scores: Mapping[int, list[float]] | None = None,
+    key_field: str | None = None,
 ) -> Path:
-    """Write lists (and scores, if any) in the course's format for `kind`; the path."""
+    """Write lists (and scores, if any) in the course's format for `kind`; the path. `key_field`
+    picks one of the kind's accepted keys, e.g. "item_id" for the course's 2026 item-to-item lines."""
     if kind not in KINDS:
         raise ValueError(f"artifact kind must be one of {KINDS}, got {kind!r}")
+    if key_field is not None and key_field not in LINE_FORMATS.get(kind, ((),))[0]:
+        raise ValueError(f"a {kind} artifact is keyed by one of {LINE_FORMATS.get(kind, ((),))[0]}, not {key_field!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "top":
         path.write_bytes(orjson.dumps([int(track) for track in lists[0]]))
         return path
-    (key_field, *_), list_field = LINE_FORMATS[kind]
+    (default_key, *_), list_field = LINE_FORMATS[kind]
+    key_field = key_field or default_key
     with path.open("wb") as handle:
         for key in sorted(lists):
             record: dict = {key_field: int(key), list_field: [int(track) for track in lists[key]]}

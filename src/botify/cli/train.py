@@ -53,12 +53,14 @@ def _command(name: str, model_class=None) -> click.Command:
                        "share in the manifest (the served artifact is always fitted on all the logs).")
     @click.option("--projector", is_flag=True,
                   help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
-    def command(logs, catalog, out, params, test_share, projector) -> None:
+    @click.option("--item-key", type=click.Choice(["track", "item_id"]), default="track", show_default=True,
+                  help="Key of item-to-item lines: botify's `track`, or `item_id` as the course's 2026 files.")
+    def command(logs, catalog, out, params, test_share, projector, item_key) -> None:
         from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
         _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
-                                 projector=projector)
+                                 projector=projector, item_key=item_key)
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
         files = ", ".join(read_manifest(out)["artifacts"])
         click.echo(f"{name}: {files} written to {out} ({shown})")

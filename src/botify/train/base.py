@@ -144,11 +144,13 @@ class Model(ABC):
             found[DEFAULT_FILES["track"]] = item_neighbours(vectors, getattr(self, "size", 100))
         return found
 
-    def save(self, out: Path, manifest: dict) -> list[Path]:
-        """Write every artifact and a manifest (model, parameters, + `manifest`) into `out`."""
+    def save(self, out: Path, manifest: dict, item_key: str = "track") -> list[Path]:
+        """Write every artifact and a manifest (model, parameters, + `manifest`) into `out`;
+        item-to-item lines keyed by `item_key` ("track", or the course's 2026 "item_id")."""
         out = Path(out)
         artifacts = self.artifacts()  # item-to-item lists from vectors are computed here: once
-        written = [write_artifact(out / file, item.kind, item.lists, item.scores) for file, item in artifacts.items()]
+        written = [write_artifact(out / file, item.kind, item.lists, item.scores,
+                                  item_key if item.kind == "track" else None) for file, item in artifacts.items()]
         write_manifest(out, {
             "model": self.name,
             "parameters": self.get_params(),

@@ -29,7 +29,7 @@ def _fit(model: Model, train, catalog: Catalog, name: str) -> float:
 
 def train_model(
     name: str, logs: list[str | Path], catalog: Path, out: Path, params: dict[str, Any] | None = None,
-    test_share: float | None = None, k: int = 10, projector: bool = False,
+    test_share: float | None = None, k: int = 10, projector: bool = False, item_key: str = "track",
 ) -> tuple[Model, dict]:
     """Fit `name` on all of `logs` and save it to `out`; with a `test_share`, also fit a twin on
     the earlier sessions and record its offline metrics on the held-out latest ones. With
@@ -46,7 +46,7 @@ def train_model(
         metrics = evaluate_model(twin, test, catalog.size, k)
         data["evaluation"] = {"train": train.window, "test": test.window, "test_share": test_share}
     metrics["train_seconds"] = round(_fit(model, interactions, catalog, name), 3)
-    model.save(out, {"data": data, "offline_metrics": metrics})
+    model.save(out, {"data": data, "offline_metrics": metrics}, item_key)
     if projector:
         vectors = getattr(model, "item_vectors", None)
         if vectors is None:
