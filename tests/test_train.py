@@ -175,6 +175,17 @@ def test_the_courses_2026_item_to_item_format_is_written_and_served(logged, tmp_
     assert artifact.kind == "track" and artifact.ranked(first["item_id"]).tracks == first["recommendations"]
 
 
+def test_long_fits_report_their_progress(logged, tmp_path: Path) -> None:
+    """Epochs (and trials) show as a bar on a terminal and as plain lines in a pipe."""
+    log_dir, _, root = logged
+    run = subprocess.run([sys.executable, "-m", "botify", "train", "sequential", "--logs", str(log_dir), "--catalog",
+                          str(root / "world"), "--out", str(tmp_path / "seq"), "--param", "epochs=3"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith("sequential: epochs")]
+    assert [line.split(" (")[0] for line in lines] == [f"sequential: epochs {n}/3" for n in (1, 2, 3)], run.stdout
+
+
 def test_projector_export(logged, tmp_path: Path) -> None:
     log_dir, world, root = logged
     train_model("lightgcn", [log_dir], root / "world" / "tracks.json", tmp_path / "g", {"epochs": 2}, projector=True)

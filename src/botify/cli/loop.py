@@ -145,6 +145,8 @@ class DailyLoop:
 
     def _train(self, day: int) -> None:
         from botify.artifacts import read_manifest
+        from botify.cli.progress import work_progress
+        from botify.train.base import reporting
         from botify.train.pipeline import train_model
 
         logs = sorted(str(path) for files in self.day_files.values() for path in files)
@@ -152,7 +154,8 @@ class DailyLoop:
         for spec in self.plan.train:
             out = self.artifacts / spec.name
             started = time.monotonic()
-            with console.status(f"training {spec.model} → {out}"):
+            console.print(f"training {spec.model} on {len(logs)} log file(s)")
+            with reporting(work_progress):
                 model, metrics = train_model(spec.model, logs, self.world_dir / "tracks.json", out, spec.params)
             seconds = time.monotonic() - started
             files = ", ".join(read_manifest(out)["artifacts"])

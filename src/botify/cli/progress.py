@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from collections.abc import Iterator, Callable
 
@@ -23,6 +24,28 @@ def session_progress(description: str, total: int) -> Iterator[Callable[[int], N
     ) as progress:
         task = progress.add_task(description, total=total)
         yield lambda count: progress.advance(task, count)
+
+
+@contextmanager
+def work_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar for a fit's epochs or trials (botify.train's reporter); on a console
+    that is not a terminal (a pipe, CI), plain lines at each tenth instead."""
+    if console.is_terminal:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda done: bar.advance(task, done)
+        return
+    state = {"done": 0, "shown": 0}
+    started = time.monotonic()
+
+    def advance(done: int) -> None:
+        state["done"] += done
+        if state["done"] * 10 // max(total, 1) > state["shown"] * 10 // max(total, 1) or state["done"] == total:
+            state["shown"] = state["done"]
+            console.print(f"{label} {state['done']}/{total} ({time.monotonic() - started:.0f} s)", soft_wrap=True)
+
+    yield advance
 
 
 def summary_table(days: list[DaySummary], title: str = "Simulation summary") -> Table:

@@ -59,8 +59,12 @@ def _command(name: str, model_class=None) -> click.Command:
         from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
-        _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
-                                 projector=projector, item_key=item_key)
+        from botify.cli.progress import work_progress
+        from botify.train.base import reporting
+
+        with reporting(work_progress):
+            _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
+                                     projector=projector, item_key=item_key)
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
         files = ", ".join(read_manifest(out)["artifacts"])
         click.echo(f"{name}: {files} written to {out} ({shown})")

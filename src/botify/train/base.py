@@ -20,6 +20,8 @@ import pkgutil
 import re
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -32,6 +34,41 @@ from botify.train.dataset import Interactions
 from botify.world.model import Catalog
 
 REGISTRY: dict[str, type[Model]] = {}
+
+# Long fits report their steps (epochs, trials) to whatever display the command installed with
+# `reporting` (a progress bar, plain lines in a log); library use stays silent.
+Reporter = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+_reporter: Reporter | None = None
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    """Send the progress of fits inside the block to `reporter(label, total)`, a context
+    manager that yields `advance(steps)`."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+@contextmanager
+def steps(count: int, label: str) -> Iterator[Callable[[int], None]]:
+    """`advance(n)` for `count` steps of work named `label`, shown by the installed reporter."""
+    if _reporter is None:
+        yield lambda done: None
+        return
+    with _reporter(label, count) as advance:
+        yield advance
+
+
+def progress(count: int, label: str) -> Iterator[int]:
+    """`range(count)`, each step reported to the installed reporter (if any) under `label`."""
+    with steps(count, label) as advance:
+        for step in range(count):
+            yield step
+            advance(1)
 
 
 class Lists(NamedTuple):

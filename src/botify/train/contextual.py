@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from botify.train.base import Lists, Model
+from botify.train.base import Lists, Model, progress
 from botify.train.features import CatalogFeatures
 from botify.train.dataset import Interactions
 from botify.train.neural import batches, heard_by_user, require_torch, session_starts, top_k, top_k_scored
@@ -105,7 +105,7 @@ class Contextual(Model):
         cand_t = torch.as_tensor(train.track[rows])
         user_t = torch.as_tensor(user_rows[rows])
         time_t = torch.as_tensor(train.time[rows], dtype=torch.float32)
-        for _ in range(self.epochs):
+        for _ in progress(self.epochs, f"{self.name}: epochs"):
             for index in batches(len(time_t), self.batch, rng):
                 index = torch.as_tensor(index)
                 query = context(start_t[index])

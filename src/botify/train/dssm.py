@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from botify.train.base import Model
+from botify.train.base import Model, progress
 from botify.train.dataset import Interactions
 from botify.train.features import CatalogFeatures
 from botify.train.neural import batches, heard_by_user, require_torch, top_k
@@ -96,7 +96,7 @@ class DSSM(Model):
                                               check_invariants=False)
             return nn.functional.normalize(user_tower(torch.sparse.mm(weights, inputs(torch.as_tensor(used)))), dim=1)
 
-        for _ in range(self.epochs):
+        for _ in progress(self.epochs, f"{self.name}: epochs"):
             for index in batches(liked.size, self.batch, rng):
                 # Only this batch's users and items go through the towers, not the whole catalog.
                 batch_users, user_index = np.unique(user_rows[index], return_inverse=True)

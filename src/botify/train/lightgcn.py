@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from botify.train.base import Model
+from botify.train.base import Model, progress
 from botify.train.dataset import Interactions
 from botify.train.neural import batches, heard_by_user, require_torch, top_k
 from botify.world.model import Catalog
@@ -87,7 +87,7 @@ class LightGCN(Model):
 
         pair_users = torch.as_tensor(user_rows)
         pair_items = torch.as_tensor(liked.track + n_users)
-        for _ in range(self.epochs):
+        for _ in progress(self.epochs, f"{self.name}: epochs"):
             for index in batches(liked.size, self.batch, rng):
                 index = torch.as_tensor(index)
                 final = smoothed()

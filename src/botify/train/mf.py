@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from botify.errors import BotifyError
-from botify.train.base import Model
+from botify.train.base import Model, steps
 from botify.train.dataset import Interactions
 from botify.train.evaluate import evaluate_lists
 from botify.train.matrix import user_track_matrix
@@ -163,7 +163,8 @@ class MatrixFactorization(Model):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
-        study.optimize(objective, n_trials=self.trials)
+        with steps(self.trials, f"{self.name}: trials") as advance:
+            study.optimize(objective, n_trials=self.trials, callbacks=[lambda *_: advance(1)])
         chosen = {"factors": 64, "regularization": 0.01, "learning_rate": 0.01, **fixed,
                   **{key: value for key, value in study.best_params.items()}}
         self.search = {"best_validation_precision": study.best_value, "chosen": chosen,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from botify.train.base import Lists, Model
+from botify.train.base import Lists, Model, progress
 from botify.train.dataset import Interactions
 from botify.train.features import MATCHES, CatalogFeatures
 from botify.train.matrix import top_k_others
@@ -187,7 +187,7 @@ class SequentialModel(Model):
         network = self._network(torch, features)
         optimizer = torch.optim.Adam(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         network.train()
-        for _ in range(self.epochs):
+        for _ in progress(self.epochs, f"{self.name}: epochs"):
             order = rng.permutation(len(tracks))
             for start in range(0, len(order), self.batch):
                 rows = torch.as_tensor(order[start : start + self.batch])
