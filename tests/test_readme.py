@@ -189,3 +189,13 @@ def test_the_readme_custom_model_trains(scratch: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = (scratch / "artifacts" / "mine" / "recommendations.jsonl").read_text().splitlines()
     assert len(lines) > 100 and '"tracks"' in lines[0]
+
+
+def test_the_notebook_example_runs(tmp_path: Path) -> None:
+    """examples/notebook.py, the Python API end to end (world, service, simulate, analyze, events)."""
+    example = README.parent / "examples" / "notebook.py"
+    done = subprocess.run([sys.executable, str(example), str(tmp_path), "--small"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "600 sessions" in done.stdout and re.search(r"^T1 sticky_artist\s+(WIN|LOSS|no diff)", done.stdout, re.M)
+    assert re.search(r"^\d+ events; next-events per treatment: \{'C': \d+, 'T1': \d+\}", done.stdout, re.M)
