@@ -173,6 +173,7 @@ def test_cli_formats(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no log files there" in missing.stderr
     unknown = subprocess.run(command[:5] + ["--experiment", "NOPE"], capture_output=True, text=True)
     assert unknown.returncode == 1 and "no finished sessions with experiment 'NOPE'" in unknown.stderr
+    assert "the logs have experiments EXP, OTHER" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
 
 
 def test_a_constant_metric_does_not_break_the_analysis() -> None:

@@ -181,6 +181,25 @@ def load_events(connection: duckdb.DuckDBPyConnection, paths: list[str | Path], 
     return len(files)
 
 
+def experiment_names(paths: list[str | Path]) -> list[str]:
+    """The experiment names the logs' events carry (for an error that names the ones present)."""
+    files = expand(paths)
+    connection = duckdb.connect()
+    try:
+        rows = connection.execute("""
+            SELECT DISTINCT unnest(json_keys(json_extract(line, '$.experiments'))) AS name
+            FROM read_csv($files, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', escape = '', header = false,
+                          auto_detect = false, strict_mode = false, null_padding = true, ignore_errors = true,
+                          max_line_size = """ + str(MAX_LINE_BYTES) + """)
+            WHERE json_valid(line) AND json_type(json_extract(line, '$.experiments')) = 'OBJECT'
+            ORDER BY name""", {"files": files}).fetchall()
+    except duckdb.Error:
+        return []
+    finally:
+        connection.close()
+    return [name for (name,) in rows]
+
+
 def user_metrics(
     paths: list[str | Path], experiment: str | None, timeline: bool = False
 ) -> tuple[dict[str, np.ndarray], LogSummary]:

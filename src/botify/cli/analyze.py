@@ -126,9 +126,14 @@ def analyze(logs, experiment, control, pre_logs, output, report, metric, wide) -
 
     users, summary = user_metrics(list(logs), experiment, timeline=report is not None)
     if len(users["user"]) == 0:
+        from botify.analysis.engine import experiment_names
+
         note = skipped_note(summary)
+        present = experiment_names(list(logs))
         raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)"
-                          + (f" ({_plural(summary.lines, 'line')}; {note})" if note else ""))
+                          + (f" ({_plural(summary.lines, 'line')}; {note})" if note else "")
+                          + (f"; the logs have experiments {', '.join(present)}" if present else
+                             "; the logs name no experiments"))
     pre = user_metrics(list(pre_logs), None)[0] if pre_logs else None
     try:
         result = run_analysis(users, experiment, control, pre)
