@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from botify.cli.loop import DailyLoop, LoopPlan
+from botify.sim.runner import SimSettings
 from botify.cli.progress import console
 
 EXPERIMENT = "DEMO"
@@ -49,7 +50,7 @@ PLAN = {
               help="Sessions on day 1 (cold start, Random).")
 @click.option("--episodes", type=click.IntRange(min=100), default=20_000, show_default=True,
               help="Sessions on day 2 (the experiment).")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=int, default=SimSettings.model_fields["seed"].default, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=Path("reports/demo.html"),
               show_default=True, help="Where the report is copied.")
 def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Path) -> None:

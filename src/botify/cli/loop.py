@@ -62,7 +62,7 @@ class LoopPlan(BaseModel):
 class DailyLoop:
     """One world, one running service, days of simulated listeners, training in between."""
 
-    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = 42, world_dir: Path | None = None,
+    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = SimSettings.model_fields["seed"].default, world_dir: Path | None = None,
                  compare: tuple[str, ...] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.plan = plan
@@ -288,7 +288,7 @@ def day_summary(day: int, experiment, result, others: dict[str, Any], metric: st
 @click.option("--day1-episodes", type=click.IntRange(min=100), default=20_000, show_default=True)
 @click.option("--episodes", type=click.IntRange(min=100), default=20_000, show_default=True,
               help="Sessions on each experiment day.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=int, default=SimSettings.model_fields["seed"].default, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="HTML report across days [default: DIR/report.html].")
 @click.option("--compare", multiple=True, metavar="TREATMENT",
