@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from botify import __version__
 
 MAX_USER = 2**31 - 1
+# User ids kept for people (botify studio's listeners): their events carry `"agent": "person"`, so
+# analyses can tell them from simulated listeners while counting them like any other.
+PEOPLE_FIRST = 2_000_000_000
 
 
 class ListenBody(BaseModel):
