@@ -236,7 +236,7 @@ class Studio:
             for index, chain in enumerate(chains) if chain is not None and isinstance(chain.members[0], Person)
         ]
         return {"experiments": service.describe()["experiments"], "person_treatments": people,
-                "recommenders": [chain.name for chain in self._suggesters()], "tracks": service.n_tracks,
+                "recommenders": [recommender.name for recommender in self._suggesters()], "tracks": service.n_tracks,
                 "people_first": PEOPLE_FIRST, "data_version": service.version}
 
     async def search(self, arguments: dict[str, str], **_) -> dict[str, Any]:
@@ -283,13 +283,14 @@ class Studio:
                 "answered": self.desk.answered, "timed_out": self.desk.timed_out}
 
     def _suggesters(self) -> list:
-        """The service's configured recommenders (default and treatments), each once, people aside."""
+        """The service's configured recommenders (default, treatments and their fallbacks), each
+        once, people aside."""
         service = self.inner.service
         chains = [service.default_chain] + [chain for _, _, chains in service.experiments for chain in chains if chain]
         unique = {}
-        for chain in chains:
-            if not isinstance(chain.members[0], Person):
-                unique.setdefault(chain.name, chain)
+        for member in (member for chain in chains for member in chain.members):
+            if not isinstance(member, Person):
+                unique.setdefault(member.name, member)
         return list(unique.values())
 
     async def suggest(self, arguments: dict[str, str], **_) -> dict[str, Any]:
@@ -299,18 +300,19 @@ class Studio:
             raise HTTPError(404, f"request {request} is not waiting any more (answered or timed out)")
         heard = question.query.heard("session")
         suggestions = []
-        for chain in self._suggesters():
+        for recommender in self._suggesters():
             query = dataclasses.replace(question.query, _rng=None)  # its own draws, as the service would make
-            first = chain.members[0]
             try:
-                found = await first.candidates(query)
+                found = await recommender.candidates(query)
                 tracks = [] if found is None else [track for track in found[0] if track not in heard][:SUGGESTIONS]
             except NotImplementedError:  # a recommender that only decides alone: its one answer
-                tracks = [(await chain.recommend(query)).track]
+                track = await recommender.recommend(query)
+                tracks = [] if track is None else [track]
             except Exception as error:  # noqa: BLE001 - a broken recommender leaves the others' suggestions
-                logger.warning("suggestions of %s failed: %s", chain.name, error)
+                logger.warning("suggestions of %s failed: %s", recommender.name, error)
                 tracks = []
-            suggestions.append({"recommender": chain.name, "tracks": [self._record(track) for track in tracks]})
+            suggestions.append({"recommender": recommender.name, "tracks": [
+                self._record(track) for track in tracks if isinstance(track, int) and 0 <= track < self.inner.service.n_tracks]})
         return {"request": request, "suggestions": suggestions}
 
     async def answer(self, scope, body: bytes, **_) -> dict[str, Any]:
