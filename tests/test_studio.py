@@ -145,10 +145,22 @@ def test_bad_input_gets_4xx_with_a_message(listen_studio) -> None:
     assert ServiceSettings.model_fields["host"].default == "127.0.0.1"  # the studio is the service's: loopback
 
 
-def test_studio_runs_in_one_worker(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["studio", "--workers", "2", "--redis", "redis://127.0.0.1:1/0",
-                                      "--log-dir", str(tmp_path)])
-    assert result.exit_code == 1 and "one worker" in result.output and "Traceback" not in result.output
+def test_command_line_mistakes_are_one_line(small_world_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[experiments]]\nname = "X"\ntreatments = ["random", { recommender = { kind = '
+                      '"botify.studio:Person", params = { timeout = 9999 } } }]\n')
+    for args, message in (
+        (["studio", "--workers", "2", "--redis", "redis://127.0.0.1:1/0", "--log-dir", str(tmp_path)], "one worker"),
+        (["serve", "--studio", "--catalog", str(small_world_dir), "--experiments", str(broken), "--log-dir",
+          str(tmp_path), "--port", "0"], "timeout: input should be less than or equal to"),
+        (["sim", "run", "--world", str(small_world_dir), "--agent", "studio"], "needs --url"),
+        (["sim", "run", "--world", str(small_world_dir), "--agent", "studio", "--url", "http://127.0.0.1:1",
+          "--processes", "2"], "one process"),
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output.lower() and "Traceback" not in result.output, result.output
+        assert result.output.strip().splitlines()[-1].startswith("error: "), result.output
 
 
 def test_views_load_without_console_errors(listen_studio, page, request) -> None:

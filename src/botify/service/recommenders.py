@@ -157,6 +157,11 @@ class Recommender(ABC):
         self.store = resources.store
         self.artist_of = resources.catalog.artist_codes
 
+    @classmethod
+    def check(cls, spec: RecommenderSpec) -> None:
+        """Raise BotifyError if `spec` cannot work (e.g. a plugin's `params`): called at start-up
+        and on reload, before any request."""
+
     @property
     def name(self) -> str:
         return self.spec.kind if self.spec.artifact is None else f"{self.spec.kind}({self.spec.artifact})"
@@ -344,6 +349,7 @@ def check_spec(spec: RecommenderSpec, artifacts: dict[str, Artifact]) -> None:
     """Fail at start-up, not per request, when a spec's artifact is missing or of the wrong kind."""
     for item in spec.chain():
         cls = _recommender_class(item.kind)
+        cls.check(item)
         if cls.artifact_kind is None:
             continue
         if item.artifact is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from botify.config import validate_config
+from botify.service.experiments import RecommenderSpec
 from botify.service.recommenders import Query, Recommender
 from botify.sim.remote import STUDIO_WAIT
 
@@ -93,9 +94,17 @@ class Desk:
 class Person(Recommender):
     """Whatever track a person picks on the studio's Recommend page, within `params.timeout`."""
 
-    def __init__(self, spec, resources) -> None:
+    def __init__(self, spec: RecommenderSpec, resources) -> None:
         super().__init__(spec, resources)
-        self.params = validate_config(PersonParams, dict(spec.params), source=f"recommender {spec.kind} params")
+        self.params = self._params(spec)
+
+    @classmethod
+    def check(cls, spec: RecommenderSpec) -> None:
+        cls._params(spec)
+
+    @staticmethod
+    def _params(spec: RecommenderSpec) -> PersonParams:
+        return validate_config(PersonParams, dict(spec.params), source=f"recommender {spec.kind}: params")
 
     @property
     def name(self) -> str:
