@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli.main import cli
-from botify.service import ServiceSettings
+from botify.service import Experiment, ServiceSettings
 from botify.service.models import PEOPLE_FIRST
 from botify.sim import AgentSpec, SimSettings, Simulation
 from tests.servers import ADMIN, ServiceThread, read_events
@@ -248,6 +248,12 @@ def test_dashboard_shows_what_botify_analyze_prints(listen_studio, small_world, 
 
 def test_a_person_answers_a_simulated_listener(small_world, small_world_dir, tmp_path, page, request) -> None:
     with _studio(small_world_dir, tmp_path, PERSON_EXPERIMENTS) as running:
+        people = Experiment(name="PEOPLE", treatments=2)
+        listener = next(user for user in range(PEOPLE_FIRST, PEOPLE_FIRST + 100) if people.assign(user) == 1)
+        status, served = _call(running.url, "POST", "/studio/api/next",
+                               json.dumps({"user": listener, "track": 3, "time": 1.0}).encode())
+        assert status == 200 and served["experiments"] == {"PEOPLE": "T1"}  # a person listening is not queued
+        assert served["recommender"] == "sticky_artist" and served["fallback"]
         day = _simulate(small_world, small_world_dir, AgentSpec(kind="studio", url=running.url),
                         SimSettings(episodes=8, seed=5))
         page.goto(f"{running.url}/studio/#recommend&token={ADMIN}")

@@ -115,6 +115,12 @@ class Studio:
         self.files = _static_files()
         self.listening: Listening | None = None
         self._search: tuple[object, list[str]] | None = None
+        self.routes = {  # /studio/api/<name>: method and handler
+            "info": ("GET", self.info), "search": ("GET", self.search), "queue": ("GET", self.queue),
+            "suggest": ("GET", self.suggest), "watch": ("GET", self.watch), "listener": ("POST", self.listener),
+            "next": ("POST", self.next), "last": ("POST", self.last), "answer": ("POST", self.answer),
+            "reload": ("POST", self.reload),
+        }
 
     # ASGI
 
@@ -169,15 +175,9 @@ class Studio:
         if not path.startswith("/api/"):
             raise HTTPError(404, f"no such page: {PREFIX}{path}")
         name = path[len("/api/"):]
-        routes = {
-            "info": ("GET", self.info), "search": ("GET", self.search), "queue": ("GET", self.queue),
-            "suggest": ("GET", self.suggest), "watch": ("GET", self.watch), "listener": ("POST", self.listener),
-            "next": ("POST", self.next), "last": ("POST", self.last), "answer": ("POST", self.answer),
-            "reload": ("POST", self.reload),
-        }
-        if name not in routes:
+        if name not in self.routes:
             raise HTTPError(404, f"no such endpoint: {method} {PREFIX}{path}")
-        expected, handler = routes[name]
+        expected, handler = self.routes[name]
         self._allow(method, expected, path)
         if self.inner.service is None:
             raise HTTPError(503, "the service is still starting")

@@ -20,6 +20,7 @@ import orjson
 
 from botify.analysis.engine import load_events
 from botify.client import BotifyClient
+from botify.errors import BotifyError
 from botify.service.models import MAX_USER, PEOPLE_FIRST
 from botify.studio.watch import log_files
 
@@ -33,7 +34,12 @@ class PeopleLog:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = Path(log_dir)
-        self.offsets = {name: Path(name).stat().st_size for name in log_files(self.log_dir)}  # only what comes next
+        self.offsets: dict[str, int] = {}  # only what comes next is read
+        for name in log_files(self.log_dir):
+            try:
+                self.offsets[name] = Path(name).stat().st_size
+            except FileNotFoundError:  # rotated away meanwhile
+                continue
         self.latest: dict[int, dict] = {}
         self._lock = threading.Lock()
 
@@ -86,6 +92,8 @@ def next_person(log_dir: Path) -> int:
         load_events(connection, files, None)
         (highest,) = connection.execute('SELECT max("user") FROM events WHERE "user" >= $first',
                                         {"first": PEOPLE_FIRST}).fetchone()
+    except duckdb.Error as error:
+        raise BotifyError(f"cannot read the logs: {error}") from error
     finally:
         connection.close()
     return PEOPLE_FIRST if highest is None else min(int(highest) + 1, MAX_USER)

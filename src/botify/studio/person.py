@@ -5,7 +5,8 @@ file), so the service routes, records and logs its requests like any treatment's
 a question put on the studio's `Desk`: the request waits there, shown on the Recommend page,
 until a person picks a track or `timeout` seconds pass; then it returns None and the treatment's
 `fallback` answers (the event log names who did). Without a studio in the process (plain
-`botify serve`) nobody can answer, so it returns None at once.
+`botify serve`) nobody can answer, so it returns None at once; so it does for people listening
+on the studio's Listen page (their page would hang on another person).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from botify.config import validate_config
 from botify.service.experiments import RecommenderSpec
+from botify.service.models import PEOPLE_FIRST
 from botify.service.recommenders import Query, Recommender
 from botify.sim.remote import STUDIO_WAIT
 
@@ -112,6 +114,6 @@ class Person(Recommender):
 
     async def recommend(self, query: Query) -> int | None:
         desk = Desk.current()
-        if desk is None:
+        if desk is None or query.user >= PEOPLE_FIRST:  # people listening are not kept waiting for people
             return None
         return await desk.ask(query, self.params.timeout)
