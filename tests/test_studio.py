@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli.main import cli
+from botify.errors import BotifyError
 from botify.service import Experiment, ServiceSettings
 from botify.service.models import PEOPLE_FIRST
 from botify.sim import AgentSpec, SimSettings, Simulation
@@ -96,12 +97,14 @@ def _call(url: str, method: str, path: str, body: bytes | None = None, token: st
 def _simulate(world, world_dir: Path, agent: AgentSpec, settings: SimSettings) -> threading.Thread:
     """A simulated day in a thread (its client runs an event loop; Playwright's holds this thread's)."""
     day = threading.Thread(daemon=True)
-    day.summaries = []
+    day.summaries, day.errors = [], []
 
     def run() -> None:
         simulation = Simulation(world_dir, agent, settings, world=world)
         try:
             day.summaries.append(simulation.run_day(1))
+        except BotifyError as error:
+            day.errors.append(error)
         finally:
             simulation.close()
 
@@ -212,7 +215,7 @@ def test_dashboard_shows_what_botify_analyze_prints(listen_studio, small_world, 
     day = _simulate(small_world, small_world_dir, AgentSpec(kind="remote", url=listen_studio.url, connections=8),
                     SimSettings(episodes=300, seed=11, chunk_size=100))
     day.join(60)
-    assert day.summaries
+    assert day.summaries, day.errors
     log_dir = listen_studio.settings.log_dir
     result = CliRunner().invoke(cli, ["analyze", str(log_dir), "--experiment", "STUDIO", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -278,9 +281,39 @@ def test_a_person_answers_a_simulated_listener(small_world, small_world_dir, tmp
             time.sleep(0.02)
         day.join(5)
         page.goto("about:blank")  # before the server stops under the page's polling
-        assert day.summaries and day.summaries[0].sessions == 8, "the simulator did not carry on"
+        assert day.summaries and day.summaries[0].sessions == 8, f"the simulator did not carry on: {day.errors}"
         events = read_events(running.settings.log_dir)
     by_person = [event for event in events if event.get("recommender") == "person"]
     assert len(by_person) == answered
     assert any(picked.startswith(small_world.catalog.records[event["recommendation"]]["title"]) for event in by_person)
     assert sum(event["message"] == "last" for event in events) == 8
+
+
+def test_shutdown_hands_held_requests_to_the_fallback(small_world, small_world_dir, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botify.service.process import ServiceProcess
+
+    config = tmp_path / "experiments.toml"
+    config.write_text(PERSON_EXPERIMENTS)
+    service = ServiceProcess("--studio", "--catalog", small_world_dir, "--experiments", config,
+                             "--log-dir", tmp_path / "log", log_file=tmp_path / "service.log")
+    with ThreadPoolExecutor(1) as pool:  # its client runs an event loop: off Playwright's, if a browser is open
+        pool.submit(service.start).result()
+    try:
+        day = _simulate(small_world, small_world_dir, AgentSpec(kind="studio", url=service.url, outage=0),
+                        SimSettings(episodes=8, seed=5))
+        deadline = time.monotonic() + 15
+        while not _call(service.url, "GET", "/studio/api/queue")[1]["requests"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopping = time.monotonic()
+    finally:
+        service.stop()
+    assert time.monotonic() - stopping < 5  # not the 10 s of the graceful-shutdown deadline
+    day.join(10)
+    assert day.errors  # the simulator's service went away under it
+    events = read_events(tmp_path / "log")
+    held = [event for event in events if event["experiments"]["PEOPLE"] == "T1" and event["message"] == "next"]
+    assert held and all(event["recommender"] == "sticky_artist" and event["fallback"] for event in held)
+    assert len({event["request_id"] for event in events}) == len(events)
+    assert "Cancel" not in (tmp_path / "service.log").read_text()

@@ -164,11 +164,12 @@ class Service:
         try:
             experiments, chain = self._route(user)
             self._requests += 1
+            request_id = f"{self.worker}-{self._requests}"  # before awaiting: concurrent requests get their own
             if close:
                 answer = orjson.dumps({"user": user})
                 event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
                          "time": body.time, "latency": time.perf_counter() - started, "experiments": experiments,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "request_id": request_id, "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             else:
                 query = Query(user, body.track, body.time, recorded.session, recorded.history,
@@ -179,7 +180,7 @@ class Service:
                          "time": body.time, "latency": time.perf_counter() - started,
                          "recommendation": chosen.track, "experiments": experiments,
                          "recommender": chosen.recommender, "fallback": chosen.fallback,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "request_id": request_id, "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             if user >= PEOPLE_FIRST:
                 event["agent"] = "person"

@@ -29,6 +29,7 @@ from botify.errors import BotifyError
 from botify.service.admin import authorized
 from botify.service.app import BotifyApp, HTTPError, _read_body
 from botify.service.models import MAX_USER, PEOPLE_FIRST
+from botify.service.server import SHUTDOWN_HOOKS
 from botify.studio.listen import Listening
 from botify.studio.person import Desk, Person
 from botify.studio.watch import Board
@@ -151,8 +152,11 @@ class Studio:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.desk.open()
+                SHUTDOWN_HOOKS.append(self.desk.close)  # held requests go to their fallback, not cancelled
             elif message["type"] == "lifespan.shutdown":
                 self.desk.close()
+                if self.desk.close in SHUTDOWN_HOOKS:
+                    SHUTDOWN_HOOKS.remove(self.desk.close)
                 if self.listening is not None:
                     await self.listening.close()
             return message

@@ -64,6 +64,7 @@ class Desk:
         Desk._current = self
 
     def close(self) -> None:
+        """Take no more questions, and hand those waiting to their fallback now."""
         if Desk._current is self:
             Desk._current = None
         for question in self.waiting.values():
