@@ -9,6 +9,12 @@ import pytest
 
 from botify.world import Catalog, Users, World, WorldSpec, generate_world
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshots", metavar="DIR", default=None,
+                     help="save screenshots of botify studio's views here (tests/test_studio.py; the README's are "
+                          "made with --screenshots docs)")
+
+
 SMALL_SPEC = WorldSpec(seed=7, tracks=800, users=400, dim=16)
 # A dense world: 100 listeners each see most of 240 tracks over their sessions, so held-out
 # sessions show what they like and what they skip (the training tests' world).

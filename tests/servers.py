@@ -73,13 +73,19 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
 
 class ServiceThread:
-    """The botify app on uvicorn in a thread of this process, so tests can look inside it."""
+    """The botify app on uvicorn in a thread of this process, so tests can look inside it (with
+    botify studio around it when the settings ask for it)."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.port = free_port()
         self.settings = settings.model_copy(update={"port": self.port, "admin_token": settings.admin_token or ADMIN})
         self.app = BotifyApp(self.settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+        served = self.app
+        if self.settings.studio:
+            from botify.studio.app import Studio
+
+            served = Studio(self.app)
+        config = uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, lifespan="on", loop="asyncio")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

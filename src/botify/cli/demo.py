@@ -53,12 +53,15 @@ PLAN = {
 @click.option("--seed", type=int, default=SimSettings.model_fields["seed"].default, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=Path("reports/demo.html"),
               show_default=True, help="Where the report is copied.")
-def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Path) -> None:
+@click.option("--studio", is_flag=True,
+              help="Serve botify studio with the service: watch the days live, listen along (see README).")
+def demo(run_dir: Path, day1_episodes: int, episodes: int, seed: int, report: Path, studio: bool) -> None:
     """Run the whole loop: world, service, two simulated days, learned recommenders, an A/B verdict."""
     from botify.analysis.report import write_report
 
     started = time.monotonic()
-    sections = DailyLoop(run_dir, LoopPlan.load(PLAN, "botify demo"), seed).run(2, day1_episodes, episodes)
+    sections = DailyLoop(run_dir, LoopPlan.load(PLAN, "botify demo"), seed, studio=studio).run(
+        2, day1_episodes, episodes)
     written = write_report(run_dir / "report.html", sections, "botify demo")
     report.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(written, report)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,10 @@ class LoopPlan(BaseModel):
 class DailyLoop:
     """One world, one running service, days of simulated listeners, training in between."""
 
-    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = SimSettings.model_fields["seed"].default, world_dir: Path | None = None,
-                 compare: tuple[str, ...] = ()) -> None:
+    def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = SimSettings.model_fields["seed"].default,
+                 world_dir: Path | None = None, compare: tuple[str, ...] = (), studio: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.studio = studio
         self.plan = plan
         self.seed = seed
         self.world_dir = Path(world_dir) if world_dir else self.run_dir / "world"
@@ -222,8 +224,12 @@ class DailyLoop:
         self.summary["world"] = str(self.world_dir)
         args = ["--catalog", self.world_dir / "tracks.json", "--log-dir", self.log_dir,
                 "--experiments", self.experiments_file, "--artifacts", self.artifacts, "--seed", str(self.seed)]
-        with ServiceProcess(*args, log_file=self.run_dir / "service.log") as service:
+        with ServiceProcess(*args, *(["--studio"] if self.studio else []),
+                            log_file=self.run_dir / "service.log") as service:
             console.print(f"service on {service.url} (ready in {service.startup_seconds:.2f} s)")
+            if self.studio:
+                console.print(f"studio: [bold]{service.url}/studio/#watch[/] (listen and watch live; reloading "
+                              "needs the admin token: $BOTIFY_ADMIN_TOKEN or ~/.botify/admin-token)")
             client = BotifyClient(service.url, connections=1, timeout=60, outage=0)
             try:
                 for day in range(1, days + 1):
@@ -249,6 +255,9 @@ class DailyLoop:
                     self.day_files[day] = self._file_day(day)
                     if day > 1:
                         self._analyse(day)
+                if self.studio and sys.stdin.isatty():
+                    click.prompt(f"the studio stays open on {service.url}/studio/; press Enter to stop the service",
+                                 default="", show_default=False)
             finally:
                 client.close()
         (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2, default=float) + "\n")

@@ -13,6 +13,7 @@ from botify.cli.evaluate import evaluate
 from botify.cli.loop import loop
 from botify.cli.serve import serve
 from botify.cli.sim import sim
+from botify.cli.studio import studio
 from botify.cli.train import train
 from botify.cli.world import world
 from botify.errors import BotifyError
@@ -44,3 +45,4 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(loop)
 cli.add_command(demo)
+cli.add_command(studio)

@@ -44,38 +44,56 @@ def _tuning(command):
     return command
 
 
+def service_options(command):
+    """The options of `botify serve` (and `botify studio`), defaults and help from the settings."""
+    options = [
+        click.option("--catalog", type=click.Path(path_type=Path), default=Path("data/world/tracks.json"),
+                     show_default=True,
+                     help="The world's tracks.json (or its directory). The service never reads embeddings or users."),
+        click.option("--host", default=_FIELDS["host"].default, show_default=True),
+        click.option("--port", type=int, default=_FIELDS["port"].default, show_default=True),
+        click.option("--log-dir", type=click.Path(path_type=Path), default=_FIELDS["log_dir"].default,
+                     show_default=True, help="Where the event log goes (one file per worker, rotated by size)."),
+        click.option("--workers", type=click.IntRange(min=1), default=_FIELDS["workers"].default, show_default=True,
+                     help="Worker processes; more than one needs --redis to share listen histories."),
+        click.option("--experiments", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Experiments file (TOML/JSON/YAML); botify's embedded default if absent."),
+        click.option("--artifacts", type=click.Path(path_type=Path, file_okay=False),
+                     help="Directory with the artifact files the experiments name."),
+        click.option("--redis", "redis_url", envvar=REDIS_ENV, show_envvar=True,
+                     help="Redis URL, e.g. redis://localhost:6379/0; the embedded store if absent."),
+        click.option("--seed", type=int, default=_FIELDS["seed"].default, show_default=True,
+                     help="Seed of the recommenders' randomness (each request draws from (seed, user, request number))."),
+        click.option("--log-name", default=_FIELDS["log_name"].default,
+                     help=_FIELDS["log_name"].description.capitalize() + "."),
+        click.option("--strict", is_flag=True, default=_FIELDS["strict"].default,
+                     help=_FIELDS["strict"].description.capitalize() + "."),
+    ]
+    command = _tuning(command)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command()
-@click.option("--catalog", type=click.Path(path_type=Path), default=Path("data/world/tracks.json"), show_default=True,
-              help="The world's tracks.json (or its directory). The service never reads embeddings or users.")
-@click.option("--host", default=_FIELDS["host"].default, show_default=True)
-@click.option("--port", type=int, default=_FIELDS["port"].default, show_default=True)
-@click.option("--log-dir", type=click.Path(path_type=Path), default=_FIELDS["log_dir"].default, show_default=True,
-              help="Where the event log goes (one file per worker, rotated by size).")
-@click.option("--workers", type=click.IntRange(min=1), default=_FIELDS["workers"].default, show_default=True,
-              help="Worker processes; more than one needs --redis to share listen histories.")
-@click.option("--experiments", type=click.Path(path_type=Path, dir_okay=False),
-              help="Experiments file (TOML/JSON/YAML); botify's embedded default if absent.")
-@click.option("--artifacts", type=click.Path(path_type=Path, file_okay=False),
-              help="Directory with the artifact files the experiments name.")
-@click.option("--redis", "redis_url", envvar=REDIS_ENV, show_envvar=True,
-              help="Redis URL, e.g. redis://localhost:6379/0; the embedded store if absent.")
-@click.option("--seed", type=int, default=_FIELDS["seed"].default, show_default=True,
-              help="Seed of the recommenders' randomness (each request draws from (seed, user, request number)).")
-@click.option("--log-name", default=_FIELDS["log_name"].default, help=_FIELDS["log_name"].description.capitalize() + ".")
-@click.option("--strict", is_flag=True, default=_FIELDS["strict"].default,
-              help=_FIELDS["strict"].description.capitalize() + ".")
-@_tuning
-def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, log_name, strict,
-          **tuning) -> None:
+@service_options
+@click.option("--studio", is_flag=True, default=_FIELDS["studio"].default, help=_FIELDS["studio"].description)
+def serve(**options) -> None:
     """Serve the course's API: GET /, GET /track/<id>, POST /next/<user>, POST /last/<user>."""
+    run_service(**options)
+
+
+def run_service(catalog, host, port, log_dir, workers, experiments, artifacts, redis_url, seed, log_name, strict,
+                studio, **tuning) -> None:
+    """Check everything, bind the port, print the banner and serve until stopped."""
     from botify.service.admin import resolve_admin_token
     from botify.service.app import BotifyApp, ServiceData
     from botify.service.server import check_log_dir, listen, run
 
     settings = validate_config(ServiceSettings, {
         "catalog": catalog, "host": host, "port": port, "log_dir": log_dir, "workers": workers,
-        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed, "log_name": log_name, "strict": strict,
-        **tuning,
+        "experiments": experiments, "artifacts": artifacts, "redis": redis_url or None, "seed": seed,
+        "log_name": log_name, "strict": strict, "studio": studio, **tuning,
     })
     if workers > 1 and not settings.redis:
         raise BotifyError(
@@ -83,6 +101,9 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
             "listen histories, so a user's requests landing on different workers would see different "
             "pasts. Start a Redis server and pass --redis redis://localhost:6379/0, or use one worker."
         )
+    if workers > 1 and settings.studio:
+        raise BotifyError(f"the studio runs in one worker (its queue of requests for people lives in one process); "
+                          f"drop --workers {workers}")
     if settings.redis:
         try:
             import hiredis  # noqa: F401 - only checking that the extra is installed
@@ -101,4 +122,14 @@ def serve(catalog, host, port, log_dir, workers, experiments, artifacts, redis_u
         f"{'redis ' + settings.redis_display if settings.redis else 'embedded'}, experiments: {active}, "
         f"events in {log_dir}/, {workers} worker(s); admin token from {token_source}"
     )
-    run(settings, sock, BotifyApp(settings, data) if workers == 1 else None)
+    app = None
+    if workers == 1:
+        app = BotifyApp(settings, data)
+        if settings.studio:
+            from botify.studio.app import Studio
+
+            app = Studio(app)
+            click.echo(f"studio on http://{host}:{port}/studio/ — listen, recommend (send listeners with: botify sim "
+                       f"run --agent studio --url http://{host}:{port}), watch; answering and reloading need the "
+                       f"admin token (open the page with #token=<token>)")
+    run(settings, sock, app)

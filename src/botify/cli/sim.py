@@ -37,8 +37,9 @@ def _default(name: str):
               help="World directory (botify world generate).")
 @click.option("--episodes", type=click.IntRange(min=1), default=_default("episodes"), show_default=True, help="Sessions per day.")
 @click.option("--agent", default="random", show_default=True,
-              help="random, remote, console, oracle, or module:Class for your own botify.sim.Agent.")
-@click.option("--url", help="Server for the remote agent, e.g. http://localhost:5001.")
+              help="random, remote, studio (people answer some requests: botify studio), console, oracle, "
+                   "or module:Class for your own botify.sim.Agent.")
+@click.option("--url", help="Server for the remote or studio agent, e.g. http://localhost:5001.")
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--processes", type=click.IntRange(min=1), default=_default("processes"), show_default=True,
               help="Worker processes; results do not depend on it.")

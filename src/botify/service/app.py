@@ -35,7 +35,7 @@ from botify.service.admin import authorized, resolve_admin_token
 from botify.service.docs import docs_file
 from botify.service.eventlog import SCHEMA_VERSION, EventLog
 from botify.service.experiments import ExperimentsConfig
-from botify.service.models import MAX_USER, describe, openapi_document, read_listen
+from botify.service.models import MAX_USER, PEOPLE_FIRST, describe, openapi_document, read_listen
 from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
 from botify.service.settings import ServiceSettings
 from botify.service.stores import InFlight, Listen, Store, data_version, open_store
@@ -106,10 +106,11 @@ class Service:
 
     def configure(self, data: ServiceData) -> None:
         """Route to recommenders built on `data`. No awaits: a swap between two requests."""
+        self.catalog = data.catalog
         self.n_tracks = data.catalog.size
-        self.artist_of = data.catalog.artist_codes.tolist()  # Python ints: no NumPy scalar per request
         self.version = data_version(data.catalog_digest, data.artifacts)
         resources = Resources(data.catalog, self.store)
+        self.artist_of = resources.artist_of  # Python ints: no NumPy scalar per request
         self.default_chain = Chain(data.experiments.default, resources)
         self.experiments = [
             (
@@ -169,11 +170,12 @@ class Service:
         try:
             experiments, chain = self._route(user)
             self._requests += 1
+            request_id = f"{self.worker}-{self._requests}"  # before awaiting: concurrent requests get their own
             if close:
                 answer = orjson.dumps({"user": user})
                 event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": track,
                          "time": share, "latency": time.perf_counter() - started, "experiments": experiments,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "request_id": request_id, "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             else:
                 query = Query(user, track, share, recorded.session, recorded.history,
@@ -185,8 +187,10 @@ class Service:
                          "recommendation": chosen.track, "experiments": experiments,
                          "recommender": chosen.recommender, "fallback": chosen.fallback,
                          "propensity": chosen.propensity, "candidates": chosen.candidates,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
+                         "request_id": request_id, "data_version": self.version,
                          "schema": SCHEMA_VERSION}
+            if user >= PEOPLE_FIRST:
+                event["agent"] = "person"
             self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)
@@ -329,13 +333,13 @@ class BotifyApp:
         self._openapi = orjson.dumps(openapi_document())
         self._reloading = asyncio.Lock()
         self._last_reload = float("-inf")
-        self._admin_token = ""
+        self.admin_token = ""
         self.gc = GcClock.of_this_process()
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
         settings = self.settings
-        self._admin_token = settings.admin_token or resolve_admin_token(settings)[0]
+        self.admin_token = settings.admin_token or resolve_admin_token(settings)[0]
         store = open_store(settings)
         try:
             await store.load(data.catalog, data.catalog_digest, data.artifacts)
@@ -424,7 +428,7 @@ class BotifyApp:
         if path == "/admin/reload":
             if method != "POST":
                 raise HTTPError(405, "use POST for /admin/reload")
-            if not authorized(_header(scope, b"authorization"), self._admin_token):
+            if not authorized(_header(scope, b"authorization"), self.admin_token):
                 raise HTTPError(401, "admin endpoints need 'Authorization: Bearer <token>' (the token is in "
                                      "$BOTIFY_ADMIN_TOKEN or the file the service named when it started)",
                                 [(b"www-authenticate", b"Bearer")])

@@ -11,6 +11,9 @@ from botify import __version__
 
 MAX_USER = 2**31 - 1
 MAX_TRACK = 2**62
+# User ids kept for people (botify studio's listeners): their events carry `"agent": "person"`, so
+# analyses can tell them from simulated listeners while counting them like any other.
+PEOPLE_FIRST = 2_000_000_000
 
 
 class ListenBody(BaseModel):

@@ -35,6 +35,9 @@ from botify.errors import BotifyError
 from botify.service.settings import SETTINGS_ENV, ServiceSettings
 
 PR_SET_PDEATHSIG = 1
+# Called (with no arguments, maybe more than once) when a graceful shutdown begins, before open
+# requests are waited for: botify studio answers the requests it holds for a person at once.
+SHUTDOWN_HOOKS: list = []
 HEAD, BODY, APP = 0, 1, 2
 ANSWER = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
           b"content-length: %d\r\n\r\n%s")
@@ -75,6 +78,8 @@ class GuardedHttp(HttpToolsProtocol):
         """uvicorn's graceful shutdown: idle connections close now, answered ones after their
         answer; a body still on its way is given up just before uvicorn's deadline would cancel
         its request (which logs a traceback), so the app ends it as a disconnect."""
+        for hook in SHUTDOWN_HOOKS:
+            hook()
         super().shutdown()
         deadline = self.config.timeout_graceful_shutdown
         if self._phase == BODY and deadline is not None and not self.transport.is_closing():

@@ -52,6 +52,8 @@ class ServiceSettings(BaseModel):
                                    description="where a generated admin token is kept (owner-only)")
     reload_interval: float = Field(1.0, ge=0, description="least seconds between two /admin/reload")
     seed: int = 42
+    studio: bool = Field(False, description="also serve botify studio (web pages to listen, recommend, watch) "
+                                            "under /studio; one worker only")
 
     def to_env(self) -> str:
         return self.model_dump_json()

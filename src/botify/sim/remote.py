@@ -1,4 +1,5 @@
-"""The remote agent: drives any server that speaks the course's HTTP API.
+"""The remote agents: drive any server that speaks the course's HTTP API (`studio`: one where
+people answer).
 
 For each step it posts `{"track", "time"}` to `/next/<user>` and reads `"track"`; when a
 session ends it posts to `/last/<user>`, all through `botify.client.BotifyClient` (keep-alive
@@ -14,6 +15,9 @@ import numpy as np
 
 from botify.client import OUTAGE, BotifyClient, RemoteError
 from botify.sim.agents import Agent, Observation
+
+STUDIO_WAIT = 600.0  # seconds a request to a studio may wait for a person (its timeouts stay below)
+STUDIO_BATCH = 8  # sessions a studio agent steps together: the most a person sees queued at once
 
 
 def _read_track(body: bytes, n_tracks: int, url: str) -> int:
@@ -66,3 +70,16 @@ class RemoteAgent(Agent):
 
     def close(self) -> None:
         self.client.close()
+
+
+class StudioAgent(RemoteAgent):
+    """The remote agent for botify studio, where people answer some requests by hand: a few
+    sessions at a time (`STUDIO_BATCH`, so the page's queue stays short) and time-outs long
+    enough for a person (`STUDIO_WAIT`; the studio's own time-out hands a request to a
+    recommender well before)."""
+
+    name = "studio"
+    max_batch = STUDIO_BATCH
+
+    def __init__(self, url: str, n_tracks: int, outage: float = OUTAGE) -> None:
+        super().__init__(url, n_tracks, connections=STUDIO_BATCH, timeout=STUDIO_WAIT, outage=outage)

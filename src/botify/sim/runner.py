@@ -24,7 +24,7 @@ from botify.sim.agents import Agent, ConsoleAgent, Observation, OracleAgent, Ran
 from botify.sim.engine import DEFAULT_MAX_STEPS, ListenerModel
 from botify.world.model import World
 
-BUILTIN_AGENTS = ("random", "remote", "console", "oracle")
+BUILTIN_AGENTS = ("random", "remote", "studio", "console", "oracle")
 
 
 class AgentSpec(BaseModel):
@@ -61,12 +61,15 @@ def make_agent(spec: AgentSpec, world: World) -> Agent:
         return OracleAgent(world)
     if spec.kind == "console":
         return ConsoleAgent(world)
-    if spec.kind == "remote":
-        from botify.sim.remote import RemoteAgent
+    if spec.kind in ("remote", "studio"):
+        from botify.sim.remote import RemoteAgent, StudioAgent
 
         if not spec.url:
-            raise BotifyError("the remote agent needs --url (e.g. http://localhost:5001)")
-        agent = RemoteAgent(spec.url, world.catalog.size, spec.connections, spec.timeout, spec.outage)
+            raise BotifyError(f"the {spec.kind} agent needs --url (e.g. http://localhost:5001)")
+        if spec.kind == "studio":
+            agent = StudioAgent(spec.url, world.catalog.size, spec.outage)
+        else:
+            agent = RemoteAgent(spec.url, world.catalog.size, spec.connections, spec.timeout, spec.outage)
         agent.check()
         return agent
     if ":" in spec.kind:
@@ -255,8 +258,8 @@ class Simulation:
         self.agent_spec = agent_spec
         self.settings = settings
         self.world = world or World.load(self.world_dir)
-        if agent_spec.kind == "console" and settings.processes > 1:
-            raise BotifyError("the console agent runs in one process: drop --processes")
+        if agent_spec.kind in ("console", "studio") and settings.processes > 1:
+            raise BotifyError(f"the {agent_spec.kind} agent runs in one process: drop --processes")
         self._pool = None
         self._model: ListenerModel | None = None
         self._agent: Agent | None = None
