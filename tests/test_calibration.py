@@ -42,9 +42,8 @@ def test_calibration_day_through_the_service(tmp_path: Path) -> None:
     (day,) = summary["days"]
     rows = {row["treatment"]: row for row in day["treatments"]}
     assert 1.8 <= rows["C"]["mean_time_per_session"] <= 2.3
-    events = [json.loads(line) for path in sorted((tmp_path / "run" / "log").glob("*.jsonl"))
-              for line in path.read_text().splitlines()]
-    day_one = [event for event in events if not event["experiments"].get("CALIBRATION")]
+    day_one = [json.loads(line) for path in sorted((tmp_path / "run" / "day1" / "log").glob("*.jsonl"))
+               for line in path.read_text().splitlines()]
     tracks_per_session = len(day_one) / sum(event["message"] == "last" for event in day_one)
     assert 6 <= tracks_per_session <= 8
     # StickyArtist: within the course's band, with an interval narrow enough (about ±3%) that
