@@ -12,7 +12,7 @@ With `--rate R` the requests are paced at R per second (in 10 ms ticks) instead 
 possible, which is how the latency budget is stated (p99 under 10 ms at 2,000 req/s). Server
 CPU per request comes from the server process's own CPU time (/proc).
 
-  python bench/service_load.py --soak [SECONDS] [--users 200000]
+  python bench/service_load.py --soak [SECONDS] [--users 200000] [--configs embedded:default,...]
 
 The soak: for each store (embedded, Redis) and each experiment (the default one, and an
 artifact-backed `i2i` one), one worker is driven by `wrk` (32 keep-alive connections, one wrk
@@ -171,18 +171,22 @@ def busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
-def wrk_window(url: str, script: Path, seconds: int, connections: int, server_pid: int | None = None) -> dict:
+def wrk_window(url: str, script: Path, seconds: int, connections: int, server_pid: int | None = None,
+               store_pid: int | None = None) -> dict:
     """One wrk run; its requests/s and latency percentiles (ms), and (with `server_pid`) how much
-    CPU the rest of the machine used meanwhile, in cores (what would skew the figures)."""
+    CPU the rest of the machine (but the server's Redis, `store_pid`) used meanwhile, in cores:
+    what would skew the figures."""
     busy, children = busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     server = cpu_seconds(server_pid) if server_pid else 0.0
+    store = cpu_seconds(store_pid) if store_pid else 0.0
     started = time.perf_counter()
     output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
                              url], capture_output=True, text=True, timeout=seconds + 60).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     server = cpu_seconds(server_pid) - server if server_pid else 0.0
-    others = max(0.0, busy_seconds() - busy - wrk_cpu - server) / (time.perf_counter() - started)
+    store = cpu_seconds(store_pid) - store if store_pid else 0.0
+    others = max(0.0, busy_seconds() - busy - wrk_cpu - server - store) / (time.perf_counter() - started)
     line = next((row for row in output.splitlines() if row.startswith("RESULT")), None)
     if line is None:
         raise SystemExit(f"wrk printed no result:\n{output}")
@@ -195,7 +199,11 @@ def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
-def soak(world: Path, work: Path, seconds: int, users: int, connections: int, redis_url: str | None) -> None:
+SOAK_CONFIGS = ("embedded:default", "embedded:i2i", "redis:default", "redis:i2i")
+
+
+def soak(world: Path, work: Path, seconds: int, users: int, connections: int, redis_url: str | None,
+         configs: tuple[str, ...] = SOAK_CONFIGS, redis_pid: int | None = None) -> None:
     window = 30
     windows = max(1, seconds // window)
     tracks = sum(1 for _ in (world / "tracks.json").open())
@@ -221,6 +229,8 @@ def soak(world: Path, work: Path, seconds: int, users: int, connections: int, re
 
     for redis in [None] + ([redis_url] if redis_url else []):
         for recommender in ("default", "i2i"):
+            if f"{'redis' if redis else 'embedded'}:{recommender}" not in configs:
+                continue
             args = ["--catalog", world / "tracks.json", "--log-dir", work / f"soak-log-{recommender}"]
             if recommender != "default":
                 experiments = work / "soak-i2i.toml"
@@ -237,7 +247,8 @@ def soak(world: Path, work: Path, seconds: int, users: int, connections: int, re
                 client = BotifyClient(server.url, connections=1, outage=0)
                 gc_before = orjson.loads(client.get("/ready")[1])["gc"]
                 for index in range(windows):
-                    row = wrk_window(server.url, script, window, connections, server.process.pid)
+                    row = wrk_window(server.url, script, window, connections, server.process.pid,
+                                     redis_pid if redis else None)
                     gc_now = orjson.loads(client.get("/ready")[1])["gc"]
                     row.update(rss=rss_mib(server.process.pid), gc=gc_now["seconds"] - gc_before["seconds"],
                                gc_max=gc_now["recent_longest_ms"])
@@ -273,6 +284,8 @@ def main() -> None:
     parser.add_argument("--soak", type=int, nargs="?", const=300, metavar="SECONDS",
                         help="the soak (see above) instead of the runs; 300 s per configuration if no value")
     parser.add_argument("--users", type=int, default=200_000, help="distinct users in the soak")
+    parser.add_argument("--configs", default=",".join(SOAK_CONFIGS),
+                        help="the soak's configurations, comma-separated, of: " + ", ".join(SOAK_CONFIGS))
     args = parser.parse_args()
     requests = 10_000 if args.quick else args.requests
     if not world_exists(args.world):
@@ -286,7 +299,8 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as work:
                 write_i2i(Path(work), sum(1 for _ in (args.world / "tracks.json").open()))
-                soak(args.world, Path(work), args.soak, args.users, args.connections, redis[1] if redis else None)
+                soak(args.world, Path(work), args.soak, args.users, args.connections, redis[1] if redis else None,
+                     tuple(args.configs.split(",")), redis[0].pid if redis else None)
         finally:
             if redis:
                 redis[0].terminate()
