@@ -159,15 +159,21 @@ def test_train_and_evaluate_cli(logged, tmp_path: Path) -> None:
     assert "neighbours='abc'" in typo.stderr and "integer" in typo.stderr
 
 
+def _train(logged, out: Path, model: str, *options: str) -> subprocess.CompletedProcess:
+    """`botify train MODEL` on the fixture's logs into `out`, checked to succeed."""
+    log_dir, _, root = logged
+    run = subprocess.run([sys.executable, "-m", "botify", "train", model, "--logs", str(log_dir), "--catalog",
+                          str(root / "world"), "--out", str(out), *options], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 def test_the_courses_2026_item_to_item_format_is_written_and_served(logged, tmp_path: Path) -> None:
     """`--item-key item_id` writes the course's 2026 lines, which botify reads as track lists."""
     from botify.artifacts import read_artifact
 
-    log_dir, _, root = logged
-    run = subprocess.run([sys.executable, "-m", "botify", "train", "session-knn", "--logs", str(log_dir), "--catalog",
-                          str(root / "world"), "--out", str(tmp_path / "sknn"), "--item-key", "item_id"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+    root = logged[2]
+    _train(logged, tmp_path / "sknn", "session-knn", "--item-key", "item_id")
     first = json.loads((tmp_path / "sknn" / "item2item.jsonl").read_text().splitlines()[0])
     assert set(first) >= {"item_id", "recommendations"} and "track" not in first
     n_tracks = sum(1 for _ in (root / "world" / "tracks.json").open())
@@ -177,11 +183,7 @@ def test_the_courses_2026_item_to_item_format_is_written_and_served(logged, tmp_
 
 def test_long_fits_report_their_progress(logged, tmp_path: Path) -> None:
     """Epochs (and trials) show as a bar on a terminal and as plain lines in a pipe."""
-    log_dir, _, root = logged
-    run = subprocess.run([sys.executable, "-m", "botify", "train", "sequential", "--logs", str(log_dir), "--catalog",
-                          str(root / "world"), "--out", str(tmp_path / "seq"), "--param", "epochs=3"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+    run = _train(logged, tmp_path / "seq", "sequential", "--param", "epochs=3")
     lines = [line for line in run.stdout.splitlines() if line.startswith("sequential: epochs")]
     assert [line.split(" (")[0] for line in lines] == [f"sequential: epochs {n}/3" for n in (1, 2, 3)], run.stdout
 
