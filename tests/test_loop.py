@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import read_events
 
 PLAN = """
@@ -57,7 +59,8 @@ def test_two_day_loop(small_world_dir: Path, tmp_path: Path) -> None:
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Day 2: experiment LOOP" in report and report.count("<svg") >= 3
 
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(),  # strict JSON: no NaN or Infinity
+                         parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
     assert summary["day1"]["sessions"] == 1500 and summary["day1"]["recommender"] == "random"
     (day,) = summary["days"]
     assert day["day"] == 2 and day["experiment"] == "LOOP" and 0 <= day["srm_p_value"] <= 1

@@ -260,7 +260,10 @@ class DailyLoop:
                                  default="", show_default=False)
             finally:
                 client.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2, default=float) + "\n")
+        from botify.cli.analyze import strict_json
+
+        (self.run_dir / "summary.json").write_text(json.dumps(strict_json(self.summary), indent=2, default=float,
+                                                              allow_nan=False) + "\n")  # NaN → null: strict JSON
         return self.sections
 
 
