@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from botify.analysis.engine import LogSummary
+from botify.events.files import LogSummary
 from botify.analysis.stats import SRM_ALPHA, Analysis
 
 MAIN_METRICS = ("mean_time_per_session", "mean_tracks_per_session", "time")

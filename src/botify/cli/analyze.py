@@ -49,7 +49,7 @@ def _plural(count: int, noun: str) -> str:
 
 def skipped_note(summary) -> str | None:
     """One line saying how many lines the analysis skipped and why, or None if it skipped none."""
-    from botify.analysis.engine import MAX_LINE_BYTES
+    from botify.events.schema import MAX_LINE_BYTES
 
     if not summary.malformed and not summary.incomplete_fields:
         return None

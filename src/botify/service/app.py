@@ -31,8 +31,9 @@ from pydantic import ValidationError
 from botify import __version__
 from botify.errors import BotifyError, Unavailable
 from botify.artifacts import Artifact, read_artifacts
+from botify.events.schema import event as log_event
 from botify.service.admin import authorized, resolve_admin_token
-from botify.service.eventlog import SCHEMA_VERSION, EventLog
+from botify.service.eventlog import EventLog
 from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, ListenBody, describe, openapi_document
 from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
@@ -165,21 +166,18 @@ class Service:
             self._requests += 1
             if close:
                 answer = orjson.dumps({"user": user})
-                event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
-                         "time": body.time, "latency": time.perf_counter() - started, "experiments": experiments,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
-                         "schema": SCHEMA_VERSION}
+                event = log_event("last", int(time.time() * 1000), user, body.track, body.time,
+                                  time.perf_counter() - started, experiments, f"{self.worker}-{self._requests}",
+                                  self.version)
             else:
                 query = Query(user, body.track, body.time, recorded.session, recorded.history,
                               request_seed(self.seed, user, recorded.number))
                 chosen = await chain.recommend(query)
                 answer = orjson.dumps({"user": user, "track": chosen.track})
-                event = {"message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": body.track,
-                         "time": body.time, "latency": time.perf_counter() - started,
-                         "recommendation": chosen.track, "experiments": experiments,
-                         "recommender": chosen.recommender, "fallback": chosen.fallback,
-                         "request_id": f"{self.worker}-{self._requests}", "data_version": self.version,
-                         "schema": SCHEMA_VERSION}
+                event = log_event("next", int(time.time() * 1000), user, body.track, body.time,
+                                  time.perf_counter() - started, experiments, f"{self.worker}-{self._requests}",
+                                  self.version, recommendation=chosen.track, recommender=chosen.recommender,
+                                  fallback=chosen.fallback)
             self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)

@@ -1,0 +1,80 @@
+"""Which files a list of log paths means, how many lines they hold, and what reading them found.
+
+Both engines and both formats answer with the same `LogSummary`, so the CLI reports JSON lines
+and compacted Parquet, DuckDB and Spark alike. A compacted directory (written by
+`botify logs compact`) is recognised by its `_sources.jsonl`, which records every source file's
+lines and malformed lines: the Parquet rows hold only the valid ones.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from botify.errors import BotifyError
+
+SOURCES = "_sources.jsonl"  # in a compacted directory: one line per source log file
+LOG_PATTERN = "*.jsonl*"  # the service's files in a log directory (rotated, gzipped or not)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """How many lines were read, how many could not be used, and (on request) sessions over time."""
+
+    files: int
+    lines: int
+    malformed: int
+    incomplete_fields: int
+    timeline: dict[str, np.ndarray] | None = None
+
+
+def is_compacted(path: str | Path) -> bool:
+    return (Path(path) / SOURCES).is_file()
+
+
+def expand(paths: list[str | Path]) -> list[str]:
+    """Files from paths, directories (their *.jsonl*) and globs, sorted (the order that breaks
+    time ties) and without repeats; a pattern matching nothing is an error. Compacted
+    directories are returned as they are."""
+    files: list[str] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = [str(path)] if is_compacted(path) else sorted(str(p) for p in path.glob(LOG_PATTERN))
+        elif path.is_file():
+            found = [str(path)]
+        else:
+            found = sorted(glob.glob(str(item)))
+        if not found:
+            raise BotifyError(f"{item}: no log files there")
+        files.extend(found)
+    files = sorted(set(files))
+    compacted = [name for name in files if Path(name).is_dir()]
+    if compacted and len(compacted) < len(files):
+        raise BotifyError("mix of JSON-lines logs and compacted directories: read one kind at a time "
+                          f"(compacted: {', '.join(compacted)})")
+    return files
+
+
+def count_lines(files: list[str]) -> int:
+    """Lines in the files as bytes (an unterminated last line counts): NumPy over large blocks."""
+    block = bytearray(1 << 24)
+    data, newline = np.frombuffer(block, dtype=np.uint8), np.empty(len(block), dtype=bool)
+    total = 0
+    for name in files:
+        try:
+            with gzip.open(name, "rb") if name.endswith(".gz") else open(name, "rb", buffering=0) as handle:
+                last = None  # the file's last byte
+                while size := handle.readinto(block):
+                    total += int(np.count_nonzero(np.equal(data[:size], 10, out=newline[:size])))
+                    last = block[size - 1]
+                if last is not None and last != 10:
+                    total += 1
+        except (OSError, EOFError, zlib.error) as error:  # unreadable, or a cut or corrupt gzip file
+            raise BotifyError(f"cannot read the logs: {name}: {error}") from error
+    return total
