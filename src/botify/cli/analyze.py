@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from botify.cli.engine import engine_options, engine_settings
 from botify.cli.progress import console
 from botify.errors import BotifyError
 
@@ -81,17 +82,20 @@ def print_analysis(result, summary) -> None:
 @click.option("--pre", "pre_logs", multiple=True, help="Pre-period logs for CUPED (e.g. the previous day); repeatable.")
 @click.option("--format", "output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Also write an HTML report here.")
-def analyze(logs, experiment, control, pre_logs, output, report) -> None:
-    """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine)."""
+@engine_options()
+def analyze(logs, experiment, control, pre_logs, output, report, **options) -> None:
+    """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine;
+    compacted directories; with --engine spark, any URI Spark reads: hdfs://, s3a://, globs)."""
     from botify.analysis.engine import user_metrics  # SciPy and DuckDB load only when analysing
     from botify.analysis.stats import analyze as run_analysis
 
-    users, summary = user_metrics(list(logs), experiment, timeline=report is not None)
+    settings = engine_settings(**options)
+    users, summary = user_metrics(list(logs), experiment, timeline=report is not None, settings=settings)
     if len(users["user"]) == 0:
         note = skipped_note(summary)
         raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)"
                           + (f" ({_plural(summary.lines, 'line')}; {note})" if note else ""))
-    pre = user_metrics(list(pre_logs), None)[0] if pre_logs else None
+    pre = user_metrics(list(pre_logs), None, settings=settings)[0] if pre_logs else None
     try:
         result = run_analysis(users, experiment, control, pre)
     except ValueError as error:

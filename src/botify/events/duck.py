@@ -31,9 +31,9 @@ import numpy as np
 
 from botify.errors import BotifyError
 from botify.events.engine import (EngineSettings, interaction_columns, split_user_metrics, timeline_columns)
-from botify.events.files import SOURCES, LogSummary, count_lines, expand
+from botify.events.files import SOURCES, LogSummary, compacted_only, count_lines, expand
 from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
-from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
+from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS, ORIGIN
 
 
 def literal(value: str) -> str:
@@ -91,24 +91,39 @@ def json_events_view(files: list[str], experiment: str | None) -> str:
 
 
 def parquet_events_view(directories: list[str], experiment: str | None) -> str:
-    """The `events` view over compacted directories: their rows are the valid lines."""
-    files = _files_literal([str(Path(name) / "*" / "*.parquet") for name in directories])
+    """The `events` view over compacted directories: their rows are the valid lines, and a
+    row's `file` is its source file's rank among all the sources by path (see `source_ranks`)."""
     treatment = "''" if experiment is None else f"experiments[{literal(experiment)}]"
-    return (f"CREATE OR REPLACE TEMP VIEW events AS SELECT source AS file, line, CAST(NULL AS BIGINT) AS size, "
-            f"true AS valid, {', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} AS treatment "
-            f"FROM read_parquet({files}, union_by_name = true)")
+    parts = []
+    for directory, ranks in zip(directories, source_ranks(directories)):
+        files = literal(str(Path(directory) / "*" / "*.parquet"))
+        parts.append(f"SELECT [{', '.join(map(str, ranks))}][source_id + 1] AS file, line, 0 AS size, true AS valid, "
+                     f"{', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} AS treatment "
+                     f"FROM read_parquet({files})")
+    return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
 
 
-def read_sources(directories: list[str]) -> list[dict]:
-    """What `botify logs compact` recorded about each source file of these directories."""
-    records = []
+def read_sources(directories: list[str]) -> list[list[dict]]:
+    """What `botify logs compact` recorded about each source file, per directory (a row's
+    `source_id` is its source's index in its directory's list)."""
+    found = []
     for directory in directories:
         try:
             text = (Path(directory) / SOURCES).read_text(encoding="utf-8")
-            records.extend(json.loads(line) for line in text.splitlines() if line)
+            found.append([json.loads(line) for line in text.splitlines() if line])
         except (OSError, ValueError) as error:
             raise BotifyError(f"{directory}: cannot read {SOURCES}: {error}") from error
-    return records
+    return found
+
+
+def source_ranks(directories: list[str], sources: list[list[dict]] | None = None) -> list[list[int]]:
+    """Per directory, each source's rank by path among every directory's sources: the order in
+    which the JSON lines would be read, so that ties in time break the same way. An integer,
+    because sorting by it costs a fraction of sorting by the path."""
+    sources = read_sources(directories) if sources is None else sources
+    order = sorted({record["source"] for records in sources for record in records})
+    rank = {source: index for index, source in enumerate(order)}
+    return [[rank[record["source"]] for record in records] for records in sources]
 
 
 class DuckDBEngine:
@@ -126,6 +141,7 @@ class DuckDBEngine:
             config["threads"] = self.settings.threads
         try:
             connection = duckdb.connect(config=config)
+            connection.execute("SET enable_progress_bar = false")
         except duckdb.Error as error:
             raise BotifyError(f"cannot start DuckDB: {error}") from error
         try:
@@ -138,7 +154,7 @@ class DuckDBEngine:
                 shutil.rmtree(scratch, ignore_errors=True)
 
     def _view(self, connection, files: list[str], experiment: str | None) -> None:
-        compacted = Path(files[0]).is_dir()
+        compacted = compacted_only(files, [Path(name).is_dir() for name in files])
         connection.execute(parquet_events_view(files, experiment) if compacted else json_events_view(files, experiment))
 
     def user_metrics(self, paths, experiment, timeline=False):
@@ -148,7 +164,7 @@ class DuckDBEngine:
             users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
             sessions = timeline_columns(connection.execute(TIMELINE_SQL).fetchnumpy()) if timeline else None
         if Path(files[0]).is_dir():
-            sources = read_sources(files)
+            sources = [record for records in read_sources(files) for record in records]
             lines = sum(record["lines"] for record in sources)
             malformed = sum(record["malformed"] for record in sources)
             return users, LogSummary(len(sources), lines, malformed, counts["unusable"], sessions)
@@ -175,7 +191,7 @@ class DuckDBEngine:
         if Path(files[0]).is_dir():
             raise BotifyError(f"{files[0]} is compacted already")
         out.mkdir(parents=True, exist_ok=True)
-        done = {record["source"] for record in read_sources([str(out)])} if (out / SOURCES).is_file() else set()
+        done = [record["source"] for record in read_sources([str(out)])[0]] if (out / SOURCES).is_file() else []
         again = [name for name in files if str(Path(name).resolve()) in done]
         if again:
             raise BotifyError(f"already compacted into {out}: {', '.join(again)}")
@@ -184,7 +200,7 @@ class DuckDBEngine:
                "'%Y-%m-%d') ELSE 'unknown' END")
         records = []
         with self.connect() as connection:
-            for name in files:
+            for source_id, name in enumerate(files, start=len(done)):
                 source = str(Path(name).resolve())
                 tag = hashlib.sha256(source.encode()).hexdigest()[:16]
                 parsed = parsed_lines([name], columns)
@@ -192,7 +208,8 @@ class DuckDBEngine:
                     'TRY_CAST(json_extract(text, \'$.experiments\') AS MAP(VARCHAR, VARCHAR)) AS experiments'
                     if field == "experiments" else f'"{field}"' for field in FIELDS)
                 valid = connection.execute(
-                    f"COPY (SELECT {literal(source)} AS source, position AS line, {select}, {day} AS day "
+                    f"COPY (SELECT CAST({source_id} AS {ORIGIN['source_id'][0]}) AS source_id, "
+                    f"CAST(position AS {ORIGIN['line'][0]}) AS line, {select}, {day} AS day "
                     f"FROM ({parsed}) WHERE valid) TO {literal(str(out))} (FORMAT parquet, COMPRESSION zstd, "
                     f"PARTITION_BY (day), FILENAME_PATTERN {literal('events-' + tag + '-{i}')}, "
                     f"OVERWRITE_OR_IGNORE true)").fetchone()[0]

@@ -53,12 +53,16 @@ def expand(paths: list[str | Path]) -> list[str]:
         if not found:
             raise BotifyError(f"{item}: no log files there")
         files.extend(found)
-    files = sorted(set(files))
-    compacted = [name for name in files if Path(name).is_dir()]
-    if compacted and len(compacted) < len(files):
-        raise BotifyError("mix of JSON-lines logs and compacted directories: read one kind at a time "
-                          f"(compacted: {', '.join(compacted)})")
-    return files
+    return sorted(set(files))
+
+
+def compacted_only(files: list[str], compacted: list[bool]) -> bool:
+    """Whether `files` are compacted directories (True) or JSON-lines files (False): a query
+    reads one kind at a time."""
+    if any(compacted) and not all(compacted):
+        raise BotifyError("mix of JSON-lines logs and compacted directories: read one kind at a time (compacted: "
+                          + ", ".join(name for name, flag in zip(files, compacted) if flag) + ")")
+    return bool(compacted) and compacted[0]
 
 
 def count_lines(files: list[str]) -> int:

@@ -52,7 +52,7 @@ sessions AS (
 """
 
 USER_METRICS_SQL = SESSIONS + """
-SELECT grouping("user") AS total, "user", treatment,
+SELECT grouping("user") AS total, "user", treatment, counted,
        sum(session_time) AS time,
        count(*) AS sessions,
        1000 * sum(latency_sum) / nullif(sum(tracks), 0) AS mean_request_latency,

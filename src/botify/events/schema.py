@@ -30,8 +30,9 @@ FIELDS: dict[str, tuple[str, str]] = {
 NUMBERS = ("time", "latency")  # NaN and ±Infinity in these are missing values, not numbers
 MESSAGES = ("next", "last")  # a `last` event ends its session
 
-# Where a parsed line came from: its file and its line in it (file order breaks time ties).
-ORIGIN = {"source": ("VARCHAR", "string"), "line": ("BIGINT", "bigint")}
+# Where a compacted row came from: its source file (an index into the directory's
+# _sources.jsonl) and its line there (file order breaks time ties).
+ORIGIN = {"source_id": ("INTEGER", "int"), "line": ("BIGINT", "bigint")}
 
 # A line longer than this is not an event (the reader skips it; it is counted as malformed).
 MAX_LINE_BYTES = 2 << 20
