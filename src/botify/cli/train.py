@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from botify.cli.engine import engine_options, engine_settings
 from botify.errors import BotifyError
 
 
@@ -53,12 +54,13 @@ def _command(name: str, model_class=None) -> click.Command:
                        "share in the manifest (the served artifact is always fitted on all the logs).")
     @click.option("--projector", is_flag=True,
                   help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
-    def command(logs, catalog, out, params, test_share, projector) -> None:
+    @engine_options()
+    def command(logs, catalog, out, params, test_share, projector, **options) -> None:
         from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
         _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
-                                 projector=projector)
+                                 projector=projector, settings=engine_settings(**options))
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
         files = ", ".join(read_manifest(out)["artifacts"])
         click.echo(f"{name}: {files} written to {out} ({shown})")
