@@ -23,10 +23,10 @@ TRAINABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT 
 ORDER = '"timestamp", file, line'  # a user's events in time order, file order breaking ties
 
 
-def session_number(condition: str) -> str:
+def session_number(condition: str, last: str = "message = 'last'") -> str:
     """The session an event belongs to: how many `last` events (meeting `condition`) its user
     sent before it. The analysis and the training dataset both number sessions so."""
-    return f"""CAST(coalesce(sum(CASE WHEN {condition} AND message = 'last' THEN 1 ELSE 0 END) OVER (
+    return f"""CAST(coalesce(sum(CASE WHEN {condition} AND {last} THEN 1 ELSE 0 END) OVER (
         PARTITION BY "user" ORDER BY {ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT)"""
 
 
@@ -36,16 +36,21 @@ def session_number(condition: str) -> str:
 # the course's notebook metrics. A session's treatment is the least of its events' (they agree
 # unless an experiment changed mid-session).
 SESSIONS = """
-WITH numbered AS (
-    SELECT *, """ + USABLE + """ AS usable, """ + session_number(USABLE) + """ AS session
+WITH flagged AS (
+    SELECT "user", "timestamp", file, line, size, valid, "time", latency, treatment,
+           """ + USABLE + """ AS usable, message = 'last' AS is_last
     FROM events
+),
+numbered AS (
+    SELECT *, """ + session_number("usable", "is_last") + """ AS session
+    FROM flagged
 ),
 sessions AS (
     SELECT "user", session, count(*) AS rows_read, count(*) FILTER (WHERE valid) AS valid_rows,
            count(*) FILTER (WHERE valid AND NOT usable) AS unusable, sum(size) AS bytes,
            min(treatment) FILTER (WHERE usable) AS treatment, count(*) FILTER (WHERE usable) AS tracks,
            sum("time") FILTER (WHERE usable) AS session_time, sum(latency) FILTER (WHERE usable) AS latency_sum,
-           coalesce(bool_or(message = 'last') FILTER (WHERE usable), false) AS complete,
+           coalesce(bool_or(is_last) FILTER (WHERE usable), false) AS complete,
            min("timestamp") FILTER (WHERE usable) AS started
     FROM numbered GROUP BY "user", session
 )

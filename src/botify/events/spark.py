@@ -129,16 +129,20 @@ class SparkEngine:
             "value", F.col("_metadata.file_path").alias("file"),
             # Rows of one file keep its order: a file's splits get increasing partition ids.
             F.monotonically_increasing_id().alias("line"))
-        value = F.col("value")
-        one_value = F.size(F.from_json(F.concat(F.lit("["), value, F.lit("]")), "array<string>",
-                                       {"allowNonNumericNumbers": "true"})) == 1
-        valid = F.coalesce((F.octet_length(value) <= MAX_LINE_BYTES) & F.expr("is_valid_utf8(value)")
-                           & (F.instr(value, "\x01") == 0) & one_value, F.lit(False))
-        schema = ", ".join(f"`{name}` string" for name in (*ANALYSED, "experiments"))
-        parsed = lines.select("file", "line", F.octet_length(value).cast("bigint").alias("size"),
-                              valid.alias("valid"), value).select(
-            "file", "line", "size", "valid",
-            F.when(F.col("valid"), F.from_json(value, schema, {"allowNonNumericNumbers": "true"})).alias("f"))
+        # One parse of "[" + line + "]" checks that the line is exactly one JSON value (trailing
+        # junk breaks the array) and reads the fields; only a line whose value is not an object
+        # needs a second look to tell it from broken JSON.
+        value, options = F.col("value"), {"allowNonNumericNumbers": "true"}
+        wrapped = F.concat(F.lit("["), value, F.lit("]"))
+        schema = ", ".join(f"`{name}`: string" for name in (*ANALYSED, "experiments"))
+        plain = (F.octet_length(value) <= MAX_LINE_BYTES) & F.expr("is_valid_utf8(value)") & (F.instr(value, "\x01") == 0)
+        parsed = lines.select("file", "line", F.octet_length(value).cast("bigint").alias("size"), plain.alias("plain"),
+                              wrapped.alias("wrapped"), F.from_json(wrapped, f"array<struct<{schema}>>", options).alias("w"))
+        one_value = F.when(F.col("w").isNotNull(), F.size("w") == 1).otherwise(
+            F.size(F.from_json("wrapped", "array<string>", options)) == 1)
+        parsed = parsed.select("file", "line", "size", F.coalesce(F.col("plain") & one_value, F.lit(False)).alias("valid"),
+                               "w").select("file", "line", "size", "valid",
+                                           F.when(F.col("valid"), F.try_element_at("w", F.lit(1))).alias("f"))
         columns = []
         for name in ANALYSED:
             raw = F.col(f"f.{name}")
