@@ -97,7 +97,9 @@ def parquet_events_view(directories: list[str], experiment: str | None) -> str:
     parts = []
     for directory, ranks in zip(directories, source_ranks(directories)):
         files = literal(str(Path(directory) / "*" / "*.parquet"))
-        parts.append(f"SELECT [{', '.join(map(str, ranks))}][source_id + 1] AS file, line, 0 AS size, true AS valid, "
+        # Usually the sources were compacted in path order, and the rank is the id itself.
+        file = "source_id" if ranks == list(range(len(ranks))) else f"[{', '.join(map(str, ranks))}][source_id + 1]"
+        parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, "
                      f"{', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} AS treatment "
                      f"FROM read_parquet({files})")
     return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
