@@ -71,6 +71,20 @@ def test_both_engines_give_the_same_tables_and_verdicts(spark_settings, dirty, s
     _same_tables(distributed, local)
 
 
+def test_files_read_in_many_splits_keep_their_order(spark_settings, tmp_path: Path) -> None:
+    """Equal timestamps break by file order even when Spark reads each file as many partitions."""
+    from tests.test_analysis import write_logs
+
+    write_logs(tmp_path / "log", users=400)
+    engine = open_engine(spark_settings)
+    engine.spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")
+    try:
+        assert engine.spark.read.text(str(tmp_path / "log")).rdd.getNumPartitions() > 20
+        _same_tables(engine.interactions([tmp_path / "log"]), open_engine().interactions([tmp_path / "log"]))
+    finally:
+        engine.spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
 def test_the_cli_on_spark_reads_uris_and_globs_and_answers_the_same(spark_settings, dirty) -> None:
     logs = dirty[0]
     base = CliRunner().invoke(cli, ["analyze", str(logs), "--experiment", "EXP", "--format", "json"])

@@ -30,8 +30,9 @@ import duckdb
 import numpy as np
 
 from botify.errors import BotifyError
-from botify.events.engine import (EngineSettings, interaction_columns, split_user_metrics, timeline_columns)
-from botify.events.files import SOURCES, LogSummary, compacted_only, count_lines, expand
+from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
+from botify.events.files import (SOURCES, LogSummary, compacted_only, count_lines, expand, read_sources,
+                                 source_ranks)
 from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS, ORIGIN
 
@@ -103,29 +104,6 @@ def parquet_events_view(directories: list[str], experiment: str | None) -> str:
                      f"{', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} AS treatment "
                      f"FROM read_parquet({files})")
     return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
-
-
-def read_sources(directories: list[str]) -> list[list[dict]]:
-    """What `botify logs compact` recorded about each source file, per directory (a row's
-    `source_id` is its source's index in its directory's list)."""
-    found = []
-    for directory in directories:
-        try:
-            text = (Path(directory) / SOURCES).read_text(encoding="utf-8")
-            found.append([json.loads(line) for line in text.splitlines() if line])
-        except (OSError, ValueError) as error:
-            raise BotifyError(f"{directory}: cannot read {SOURCES}: {error}") from error
-    return found
-
-
-def source_ranks(directories: list[str], sources: list[list[dict]] | None = None) -> list[list[int]]:
-    """Per directory, each source's rank by path among every directory's sources: the order in
-    which the JSON lines would be read, so that ties in time break the same way. An integer,
-    because sorting by it costs a fraction of sorting by the path."""
-    sources = read_sources(directories) if sources is None else sources
-    order = sorted({record["source"] for records in sources for record in records})
-    rank = {source: index for index, source in enumerate(order)}
-    return [[rank[record["source"]] for record in records] for records in sources]
 
 
 class DuckDBEngine:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,3 +83,26 @@ def count_lines(files: list[str]) -> int:
         except (OSError, EOFError, zlib.error) as error:  # unreadable, or a cut or corrupt gzip file
             raise BotifyError(f"cannot read the logs: {name}: {error}") from error
     return total
+
+
+def read_sources(directories: list[str]) -> list[list[dict]]:
+    """What `botify logs compact` recorded about each source file, per directory (a row's
+    `source_id` is its source's index in its directory's list)."""
+    found = []
+    for directory in directories:
+        try:
+            text = (Path(directory) / SOURCES).read_text(encoding="utf-8")
+            found.append([json.loads(line) for line in text.splitlines() if line])
+        except (OSError, ValueError) as error:
+            raise BotifyError(f"{directory}: cannot read {SOURCES}: {error}") from error
+    return found
+
+
+def source_ranks(directories: list[str], sources: list[list[dict]] | None = None) -> list[list[int]]:
+    """Per directory, each source's rank by path among every directory's sources: the order in
+    which the JSON lines would be read, so that ties in time break the same way. An integer,
+    because sorting by it costs a fraction of sorting by the path."""
+    sources = read_sources(directories) if sources is None else sources
+    order = sorted({record["source"] for records in sources for record in records})
+    rank = {source: index for index, source in enumerate(order)}
+    return [[rank[record["source"]] for record in records] for records in sources]

@@ -10,6 +10,7 @@ most MAX_LINE_BYTES, no chr(1)); compacted Parquet is read as it is.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from botify.errors import BotifyError
 from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
-from botify.events.files import LOG_PATTERN, SOURCES, LogSummary, compacted_only
+from botify.events.files import LOG_PATTERN, SOURCES, LogSummary, compacted_only, source_ranks
 from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
 
@@ -91,8 +92,7 @@ class SparkEngine:
         return filesystem.getFileStatus(path).isDirectory()
 
     def read_sources(self, directories: list[str]) -> list[list[dict]]:
-        import json
-
+        """As `files.read_sources`, through Hadoop's filesystems."""
         found = []
         for directory in directories:
             path, filesystem = self._hadoop(f"{directory}/{SOURCES}")
@@ -109,8 +109,6 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         if compacted:
-            from botify.events.duck import source_ranks
-
             sources = self.read_sources(files)
             frames = []
             for directory, ranks in zip(files, source_ranks(files, sources)):
@@ -125,9 +123,11 @@ class SparkEngine:
                 events = events.unionByName(frame)
             events.createOrReplaceTempView("events")
             return sources
+        # A row's place in its file: the split it was read in (by its start, zero-padded so that
+        # the strings sort as numbers), then its order within the split's partition.
+        block = F.lpad(F.col("_metadata.file_block_start").cast("string"), 20, "0")
         lines = self.spark.read.option("lineSep", "\n").text(files).select(
-            "value", F.col("_metadata.file_path").alias("file"),
-            # Rows of one file keep its order: a file's splits get increasing partition ids.
+            "value", F.concat_ws(" ", F.col("_metadata.file_path"), block).alias("file"),
             F.monotonically_increasing_id().alias("line"))
         # One parse of "[" + line + "]" checks that the line is exactly one JSON value (trailing
         # junk breaks the array) and reads the fields; only a line whose value is not an object
