@@ -151,3 +151,17 @@ def test_without_java_the_spark_engine_says_so_in_one_line(tmp_path: Path) -> No
     assert answer.returncode == 1
     assert answer.stderr.strip().splitlines()[-1].startswith("error: the Spark engine needs Java 17 or later")
     assert "Traceback" not in answer.stderr
+
+
+@pytest.mark.parametrize("options, env, message", [
+    (["--spark-master", "nonsense"], {}, "error: options: invalid EngineSettings: spark_master: Value error, "
+                                         "'nonsense' is not a Spark master"),
+    ([], {"SPARK_MASTER": "bogus"}, "error: SPARK_MASTER: 'bogus' is not a Spark master"),
+    (["--spark-conf", "no-equals-sign"], {}, "error: --spark-conf 'no-equals-sign': expected key=value"),
+])
+def test_bad_spark_options_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options, env,
+                                               message: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    answer = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--experiment", "EXP", "--engine", "spark", *options])
+    assert answer.exit_code == 1 and answer.stderr.startswith(message) and answer.stderr.count("\n") == 1

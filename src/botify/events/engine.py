@@ -44,6 +44,20 @@ class EngineSettings(BaseModel):
         return value.strip()
 
 
+    @field_validator("spark_master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        return check_master(value)
+
+
+def check_master(value: str) -> str:
+    """A Spark master URL, checked before Spark sees it: one it cannot parse makes its JVM die
+    with a page of stack trace."""
+    if not re.fullmatch(r"local(\[(\d+|\*)(,\s*\d+)?\])?|(spark|k8s|mesos)://\S+|yarn", value.strip()):
+        raise ValueError(f"{value!r} is not a Spark master (local[*], local[N], spark://host:port, yarn, k8s://...)")
+    return value.strip()
+
+
 class Engine(Protocol):
     def user_metrics(self, paths: list[str | Path], experiment: str | None,
                      timeline: bool = False) -> tuple[dict[str, np.ndarray], LogSummary]: ...

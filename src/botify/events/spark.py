@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from botify.errors import BotifyError
-from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
+from botify.events.engine import (EngineSettings, check_master, interaction_columns, split_user_metrics,
+                                  timeline_columns)
 from botify.events.files import LOG_PATTERN, SOURCES, LogSummary, compacted_only, source_ranks
 from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
@@ -41,7 +42,11 @@ def spark_session(settings: EngineSettings):
     if not shutil.which("java") and not (java_home and (Path(java_home) / "bin" / "java").is_file()):
         raise BotifyError("the Spark engine needs Java 17 or later: none on PATH or in JAVA_HOME "
                           "(e.g. apt-get install openjdk-17-jre-headless)")
-    builder = SparkSession.builder.master(settings.spark_master).appName("botify")
+    try:  # $SPARK_MASTER reaches here unchecked (a default is not validated)
+        master = check_master(settings.spark_master)
+    except ValueError as error:
+        raise BotifyError(f"SPARK_MASTER: {error}") from None
+    builder = SparkSession.builder.master(master).appName("botify")
     for key, value in {**DEFAULTS, **settings.spark_conf, **REQUIRED}.items():
         builder = builder.config(key, value)
     try:
