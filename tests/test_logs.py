@@ -161,3 +161,13 @@ def test_push_to_an_s3_server_is_idempotent(tmp_path: Path, s3_server: str) -> N
     listed = bucket.get_file_info(fs.FileSelector("logs/day1"))
     local = {path.name: path.stat().st_size for path in (tmp_path / "log").iterdir()}
     assert {info.base_name: info.size for info in listed} == local
+
+
+def test_a_compacted_directory_of_only_garbage_is_read_like_the_garbage(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "events-0-0001.jsonl").write_bytes(b"not json\n\x00\x01\n{\"cut\": \n")
+    assert CliRunner().invoke(cli, ["logs", "compact", str(log), "--out", str(tmp_path / "pq")]).exit_code == 0
+    answers = [CliRunner().invoke(cli, ["analyze", str(path), "--experiment", "EXP"]) for path in (log, tmp_path / "pq")]
+    assert answers[0].exit_code == answers[1].exit_code == 1
+    assert answers[0].stderr == answers[1].stderr and "(3 lines; skipped 3 malformed lines" in answers[1].stderr

@@ -165,3 +165,13 @@ def test_bad_spark_options_are_one_line_errors(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setenv(key, value)
     answer = CliRunner().invoke(cli, ["analyze", str(tmp_path), "--experiment", "EXP", "--engine", "spark", *options])
     assert answer.exit_code == 1 and answer.stderr.startswith(message) and answer.stderr.count("\n") == 1
+
+
+def test_a_compacted_directory_of_only_garbage_reads_the_same_on_spark(spark_settings, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "events-0-0001.jsonl").write_bytes(b"not json\n\x00\x01\n{\"cut\": \n")
+    assert CliRunner().invoke(cli, ["logs", "compact", str(log), "--out", str(tmp_path / "pq")]).exit_code == 0
+    expected = user_metrics([log], "EXP")[1]
+    for path in (log, tmp_path / "pq"):
+        assert user_metrics([path], "EXP", settings=spark_settings)[1] == expected

@@ -79,6 +79,7 @@ def parsed_lines(files: list[str], fields: dict[str, str]) -> str:
 
 
 ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
+COLUMNS = ", ".join(f'"{name}"' for name in ANALYSED)
 
 
 def json_events_view(files: list[str], experiment: str | None) -> str:
@@ -87,22 +88,25 @@ def json_events_view(files: list[str], experiment: str | None) -> str:
     if experiment is not None:
         fields["treatment"] = treatment_path(experiment)
     treatment = "treatment" if experiment is not None else "'' AS treatment"
-    return (f"CREATE OR REPLACE TEMP VIEW events AS SELECT 0 AS file, position AS line, size, valid, "
-            f"{', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} FROM ({parsed_lines(files, fields)})")
+    return (f"CREATE OR REPLACE TEMP VIEW events AS SELECT 0 AS file, position AS line, size, valid, {COLUMNS}, "
+            f"{treatment} FROM ({parsed_lines(files, fields)})")
 
 
 def parquet_events_view(directories: list[str], experiment: str | None) -> str:
     """The `events` view over compacted directories: their rows are the valid lines, and a
-    row's `file` is its source file's rank among all the sources by path (see `source_ranks`)."""
+    row's `file` is its source file's rank among all the sources by path (see `source_ranks`).
+    A directory without rows (every line was malformed) adds none."""
     treatment = "''" if experiment is None else f"experiments[{literal(experiment)}]"
-    parts = []
+    parts = [f"SELECT 0 AS file, 0 AS line, 0 AS size, true AS valid, "
+             + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in ANALYSED)
+             + ", '' AS treatment WHERE false"]
     for directory, ranks in zip(directories, source_ranks(directories)):
-        files = literal(str(Path(directory) / "*" / "*.parquet"))
+        if not any(Path(directory).glob("*/*.parquet")):
+            continue
         # Usually the sources were compacted in path order, and the rank is the id itself.
         file = "source_id" if ranks == list(range(len(ranks))) else f"[{', '.join(map(str, ranks))}][source_id + 1]"
-        parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, "
-                     f"{', '.join(chr(34) + n + chr(34) for n in ANALYSED)}, {treatment} AS treatment "
-                     f"FROM read_parquet({files})")
+        parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, {COLUMNS}, {treatment} AS treatment "
+                     f"FROM read_parquet({literal(str(Path(directory) / '*' / '*.parquet'))})")
     return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
 
 

@@ -115,8 +115,13 @@ class SparkEngine:
 
         if compacted:
             sources = self.read_sources(files)
-            frames = []
+            columns = ", ".join(f"`{name}` {FIELDS[name][1]}" for name in ANALYSED)
+            frames = [self.spark.createDataFrame(  # no rows, in case no directory has any
+                [], f"file bigint, line bigint, size bigint, valid boolean, {columns}, treatment string")]
             for directory, ranks in zip(files, source_ranks(files, sources)):
+                path, filesystem = self._hadoop(f"{directory}/*/*.parquet")
+                if not filesystem.globStatus(path):  # every line of its sources was malformed
+                    continue
                 frame = self.spark.read.parquet(directory)
                 treatment = F.lit("") if experiment is None else F.try_element_at("experiments", F.lit(experiment))
                 frames.append(frame.select(
