@@ -142,15 +142,22 @@ def test_mf_on_spark_trains_mllib_als_into_the_usual_artifacts(spark_settings, l
     assert bpr.exit_code == 1 and "Spark MLlib has no BPR" in bpr.stderr and bpr.stderr.count("\n") == 1
 
 
-def test_without_java_the_spark_engine_says_so_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("java", [None, 'openjdk version "11.0.2" 2019-01-15'])
+def test_without_java_17_the_spark_engine_says_so_in_one_line(tmp_path: Path, java: str | None) -> None:
     pytest.importorskip("pyspark")
     env = {key: value for key, value in os.environ.items() if key != "JAVA_HOME"}
     env["PATH"] = str(Path(sys.executable).parent)
+    if java is not None:  # a JAVA_HOME whose java is too old
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "java").write_text(f"#!/bin/sh\necho '{java}' >&2\n")
+        (tmp_path / "bin" / "java").chmod(0o755)
+        env["JAVA_HOME"] = str(tmp_path)
     answer = subprocess.run([sys.executable, "-m", "botify", "analyze", str(tmp_path), "--experiment", "EXP",
                              "--engine", "spark"], capture_output=True, text=True, env=env, timeout=120)
-    assert answer.returncode == 1
-    assert answer.stderr.strip().splitlines()[-1].startswith("error: the Spark engine needs Java 17 or later")
-    assert "Traceback" not in answer.stderr
+    assert answer.returncode == 1 and "Traceback" not in answer.stderr
+    line = answer.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the Spark engine needs Java 17 or later: ")
+    assert ("none on PATH" in line) if java is None else ("is version 11.0.2" in line)
 
 
 @pytest.mark.parametrize("options, env, message", [

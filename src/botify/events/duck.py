@@ -33,7 +33,7 @@ from botify.errors import BotifyError
 from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
 from botify.events.files import (SOURCES, LogSummary, compacted_only, count_lines, expand, read_sources,
                                  source_ranks)
-from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
+from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS, ORIGIN
 
 
@@ -78,7 +78,6 @@ def parsed_lines(files: list[str], fields: dict[str, str]) -> str:
     )"""
 
 
-ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
 COLUMNS = ", ".join(f'"{name}"' for name in ANALYSED)
 
 

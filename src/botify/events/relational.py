@@ -11,6 +11,9 @@ GROUPING SETS, double-quoted identifiers, NULLIF instead of engine-specific divi
 
 from __future__ import annotations
 
+# The typed fields of the `events` view (besides file, line, size, valid and treatment).
+ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
+
 # An event the analysis can use: JSON with every field it needs (an event without a `message`
 # is not usable either, hence the coalesce: NULL is not false, and NOT NULL is NULL).
 USABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL

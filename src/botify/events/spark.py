@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +23,32 @@ from botify.errors import BotifyError
 from botify.events.engine import (EngineSettings, check_master, interaction_columns, split_user_metrics,
                                   timeline_columns)
 from botify.events.files import LOG_PATTERN, SOURCES, LogSummary, compacted_only, source_ranks
-from botify.events.relational import INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
+from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
 
-# Settings every botify session needs: the shared SQL quotes identifiers with double quotes,
-# and day partitions and timestamps are in UTC.
+# Settings every botify session needs: the shared SQL quotes identifiers with double quotes
+# (which Spark allows in ANSI mode), and times are UTC, as in the compacted day partitions.
 REQUIRED = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true",
             "spark.sql.session.timeZone": "UTC"}
 DEFAULTS = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
-ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
+
+
+def check_java() -> None:
+    """Spark 4 runs on Java 17 or later; without it PySpark fails with a page of the JVM's output."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home and (Path(java_home) / "bin" / "java").is_file() \
+        else shutil.which("java")
+    advice = "(e.g. apt-get install openjdk-17-jre-headless, or set JAVA_HOME)"
+    if java is None:
+        raise BotifyError(f"the Spark engine needs Java 17 or later: none on PATH or in JAVA_HOME {advice}")
+    try:
+        banner = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.SubprocessError) as error:
+        raise BotifyError(f"the Spark engine needs Java 17 or later: {java} does not run ({error})") from None
+    found = re.search(r'version "((?:1\.)?(\d+)[^"]*)"', banner)
+    if found is None or int(found.group(2)) < 17:
+        version = found.group(1) if found else "unknown"
+        raise BotifyError(f"the Spark engine needs Java 17 or later: {java} is version {version} {advice}")
 
 
 def spark_session(settings: EngineSettings):
@@ -38,10 +57,7 @@ def spark_session(settings: EngineSettings):
         from pyspark.sql import SparkSession
     except ImportError:
         raise BotifyError("the Spark engine needs PySpark: pip install 'botify[spark]'") from None
-    java_home = os.environ.get("JAVA_HOME")
-    if not shutil.which("java") and not (java_home and (Path(java_home) / "bin" / "java").is_file()):
-        raise BotifyError("the Spark engine needs Java 17 or later: none on PATH or in JAVA_HOME "
-                          "(e.g. apt-get install openjdk-17-jre-headless)")
+    check_java()
     try:  # $SPARK_MASTER reaches here unchecked (a default is not validated)
         master = check_master(settings.spark_master)
     except ValueError as error:
