@@ -6,7 +6,7 @@ engine, in one run so that the ratios stand.
 Writes logs in the service's format (sessions of 8 events, 2 treatments, 4 worker files) with
 DuckDB and compacts them (`botify logs compact`), then times the whole analysis (read,
 sessionize, aggregate per user, statistics) of the JSON lines and of the Parquet with the
-DuckDB engine (default settings: 512MB memory limit, all cores), each in a fresh process whose
+DuckDB engine (default settings: its memory limit, all cores), each in a fresh process whose
 peak RSS is reported, and with the Spark engine on local[2] (session started before timing).
 """
 
@@ -84,7 +84,9 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps({**analyse([str(args.one)]), "peak_rss_mib": peak_rss_mib()}))
         return
-    print("botify analysis_speed: DuckDB (all cores, 512MB limit) per format, Spark local[2]")
+    from botify.events.engine import EngineSettings
+
+    print(f"botify analysis_speed: DuckDB (all cores, {EngineSettings().memory_limit} limit) per format, Spark local[2]")
     rows = []
     for size in args.sizes:
         logs, compacted = args.work / f"{size}", args.work / f"{size}-parquet"
@@ -106,7 +108,7 @@ def main() -> None:
             print(f"  {size:>12,} events, {kind:<7} {engine}: {result['seconds']:6.2f} s, "
                   f"{size / result['seconds']:>12,.0f} events/s, peak RSS {result['peak_rss_mib']:,.0f} MiB", flush=True)
     if args.spark_sizes:
-        from botify.events.engine import EngineSettings, open_engine
+        from botify.events.engine import open_engine
 
         settings = EngineSettings(engine="spark", spark_master="local[2]")
         started = time.perf_counter()

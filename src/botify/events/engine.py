@@ -29,7 +29,7 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: Literal["duckdb", "spark"] = Field("duckdb", description="duckdb (one machine) or spark (any cluster)")
-    memory_limit: str = Field("512MB", description="DuckDB's memory limit; beyond it, it spills to temp_directory")
+    memory_limit: str = Field("768MB", description="DuckDB's memory limit; beyond it, it spills to temp_directory")
     temp_directory: Path | None = Field(None, description="where DuckDB spills (default: a fresh temporary directory)")
     threads: int | None = Field(None, ge=1, description="DuckDB's threads (default: all cores)")
     spark_master: str = Field(default_factory=lambda: os.environ.get("SPARK_MASTER") or "local[*]",
