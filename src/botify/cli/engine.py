@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import click
 
 from botify.config import validate_config
@@ -28,7 +30,7 @@ def engine_options(spark: bool = True):
                                                    f"(default {_FIELDS['memory_limit'].default}).")]
     if spark:
         options += [
-            click.option("--engine", type=click.Choice(["duckdb", "spark"]),
+            click.option("--engine", type=click.Choice(typing.get_args(_FIELDS["engine"].annotation)),
                          help=f"{_FIELDS['engine'].description} (default {_FIELDS['engine'].default}); "
                               "spark needs botify[spark] and Java."),
             click.option("--spark-master", help=f"{_FIELDS['spark_master'].description}."),
