@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_INSTALLED): pyproject.toml $(INSTALLED)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,torch]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,torch,spark]'
 	touch $@
 
 demo: $(INSTALLED)

@@ -76,3 +76,24 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World, Path]
     simulate_through_service(root / "world", world, 'default = "random"\n', root / "log", episodes=4000, seed=4,
                              chunk_size=100)
     return root / "log", world, root
+
+
+@pytest.fixture(scope="session")
+def spark_settings():
+    """The Spark engine on local[2], started once: every Spark test (and the CLI they run in
+    this process) shares the session, so the JVM starts once per test run."""
+    pytest.importorskip("pyspark", reason="the Spark tests need botify[spark] (make test installs it)")
+    from botify.errors import BotifyError
+    from botify.events.engine import EngineSettings, open_engine
+    from botify.events.spark import check_java
+
+    try:
+        check_java()
+    except BotifyError as error:
+        pytest.skip(f"{error} (.ci/run installs it)")
+
+    settings = EngineSettings(engine="spark", spark_master="local[2]",
+                              spark_conf={"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"})
+    engine = open_engine(settings)
+    yield settings
+    engine.spark.stop()

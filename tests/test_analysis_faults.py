@@ -14,17 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from botify.analysis import user_metrics
-from botify.analysis.engine import MAX_LINE_BYTES, METRICS
 from botify.cli.main import cli
+from botify.events.engine import METRICS
+from botify.events.schema import MAX_LINE_BYTES, event
 from tests.test_analysis import write_logs
 
 
 def _event(user: int, treatment: str, **fields) -> bytes:
     """A complete `last` event that would change `user`'s metrics a lot if the analysis took it."""
-    event = {"message": "last", "timestamp": 1_700_000_000_000, "user": user, "track": 5, "time": 900.0,
-             "latency": 0.5, "recommendation": 7, "experiments": {"EXP": treatment}, "recommender": "random",
-             "fallback": False, "request_id": "1-1", "data_version": "x", "schema": 1}
-    return json.dumps({**event, **fields}).encode()
+    record = event("last", 1_700_000_000_000, user, 5, 900.0, 0.5, {"EXP": treatment}, "1-1", "x")
+    return json.dumps({**record, **fields}).encode()
 
 
 _RANDOM = bytes(np.random.default_rng(3).integers(0, 256, 4000, dtype=np.uint8)).replace(b"\n", b"\r")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from botify.events.schema import FIELDS, SCHEMA_VERSION
 from botify.service import ServiceSettings
 from botify.service.experiments import Experiment
 from botify.sim import AgentSpec, SimSettings, Simulation
@@ -81,8 +82,9 @@ def test_events_in_the_courses_format(service) -> None:
     client.post("/last/3", {"track": 2, "time": 0.3})
     next_event, last_event = _events(service)
     for event in (next_event, last_event):
+        assert set(event) <= set(FIELDS) and event["schema"] == SCHEMA_VERSION
         assert {"message", "timestamp", "user", "track", "time", "latency", "experiments", "request_id",
-                "schema"} <= set(event)
+                "data_version"} <= set(event)
         assert abs(event["timestamp"] / 1000 - time.time()) < 60 and 0 <= event["latency"] < 1
         assert set(event["experiments"]) == {"AA", "STICKY"}
     assert next_event["message"] == "next" and next_event["track"] == 1 and next_event["time"] == 1.0

@@ -58,18 +58,11 @@ def read_events(logs: str | Path | list[str | Path], experiment: str | None = No
     """The usable events of the logs as NumPy columns (message, timestamp, user, track, time,
     latency, and `treatment` in `experiment`), in file order: `pandas.DataFrame(read_events(...))`
     or `polars.DataFrame(...)` makes a frame of them."""
-    import duckdb
+    from botify.events.duck import DuckDBEngine
+    from botify.events.engine import EngineSettings
+    from botify.events.relational import USABLE
 
-    from botify.analysis.engine import USABLE, load_events
-    from botify.errors import BotifyError
-
-    connection = duckdb.connect()
-    try:
-        load_events(connection, _paths(logs), experiment)
+    with DuckDBEngine(EngineSettings()).events(_paths(logs), experiment) as connection:
         table = connection.execute(f"""SELECT message, "timestamp", "user", track, "time", latency, treatment
-                                        FROM events WHERE {USABLE} ORDER BY position""").fetchnumpy()
-    except duckdb.Error as error:
-        raise BotifyError(f"cannot read the logs: {error}") from error
-    finally:
-        connection.close()
+                                        FROM events WHERE {USABLE} ORDER BY file, line""").fetchnumpy()
     return {name: np.asarray(values) for name, values in table.items()}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from botify.analysis.engine import LogSummary
+from botify.events.files import LogSummary
 from botify.analysis.stats import SRM_ALPHA, Analysis
 from botify.analysis.verdict import (PRIMARY, SHORT_NAMES, format_p, guardrail_line, headlines, label, latency_ms,
                                      listening_comparisons, outcome, summary_line)

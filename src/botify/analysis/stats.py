@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from botify.analysis.engine import METRICS
+from botify.events.engine import METRICS
 
 ALPHA = 0.05
 POWER = 0.8

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from botify.cli.engine import engine_options, engine_settings
 from botify.cli.progress import console
 from botify.errors import BotifyError
 
@@ -71,7 +72,7 @@ def _plural(count: int, noun: str) -> str:
 
 def skipped_note(summary) -> str | None:
     """One line saying how many lines the analysis skipped and why, or None if it skipped none."""
-    from botify.analysis.engine import MAX_LINE_BYTES
+    from botify.events.schema import MAX_LINE_BYTES
 
     if not summary.malformed and not summary.incomplete_fields:
         return None
@@ -119,22 +120,25 @@ def print_analysis(result, summary, labels: dict[str, str] | None = None, metric
 @click.option("--metric", type=click.Choice(list(METRIC_CHOICES)), default=METRIC_CHOICES[-1], show_default=True,
               help="The primary metric: the headline's verdict is on it.")
 @click.option("--wide", is_flag=True, help="Show every column of the table (it fits 80 columns without).")
-def analyze(logs, experiment, control, pre_logs, output, report, metric, wide) -> None:
-    """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine)."""
+@engine_options()
+def analyze(logs, experiment, control, pre_logs, output, report, metric, wide, **options) -> None:
+    """Analyse EXPERIMENT in LOGS (files, directories or globs; rotated and multi-worker logs mix fine;
+    compacted directories; with --engine spark, any URI Spark reads: hdfs://, s3a://, globs)."""
     from botify.analysis.engine import user_metrics  # SciPy and DuckDB load only when analysing
     from botify.analysis.stats import analyze as run_analysis
 
-    users, summary = user_metrics(list(logs), experiment, timeline=report is not None)
+    settings = engine_settings(**options)
+    users, summary = user_metrics(list(logs), experiment, timeline=report is not None, settings=settings)
     if len(users["user"]) == 0:
         from botify.analysis.engine import experiment_names
 
         note = skipped_note(summary)
-        present = experiment_names(list(logs))
+        present = experiment_names(list(logs), settings)
         raise BotifyError(f"no finished sessions with experiment {experiment!r} in {summary.files} file(s)"
                           + (f" ({_plural(summary.lines, 'line')}; {note})" if note else "")
-                          + (f"; the logs have experiments {', '.join(present)}" if present else
-                             "; the logs name no experiments"))
-    pre = user_metrics(list(pre_logs), None)[0] if pre_logs else None
+                          + ("" if present is None else f"; the logs have experiments {', '.join(present)}"
+                             if present else "; the logs name no experiments"))
+    pre = user_metrics(list(pre_logs), None, settings=settings)[0] if pre_logs else None
     try:
         result = run_analysis(users, experiment, control, pre)
     except ValueError as error:

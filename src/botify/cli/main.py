@@ -10,6 +10,7 @@ from botify import __version__
 from botify.cli.analyze import analyze
 from botify.cli.demo import demo
 from botify.cli.evaluate import evaluate
+from botify.cli.logs import logs
 from botify.cli.loop import loop
 from botify.cli.serve import serve
 from botify.cli.sim import sim
@@ -42,6 +43,7 @@ cli.add_command(sim)
 cli.add_command(serve)
 cli.add_command(analyze)
 cli.add_command(train)
+cli.add_command(logs)
 cli.add_command(evaluate)
 cli.add_command(loop)
 cli.add_command(demo)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from botify.cli.engine import engine_options, engine_settings
 from botify.errors import BotifyError
 
 
@@ -55,7 +56,8 @@ def _command(name: str, model_class=None) -> click.Command:
                   help="Also export item embeddings + metadata for TensorBoard's projector (embedding models).")
     @click.option("--item-key", type=click.Choice(["track", "item_id"]), default="track", show_default=True,
                   help="Key of item-to-item lines: botify's `track`, or `item_id` as the course's 2026 files.")
-    def command(logs, catalog, out, params, test_share, projector, item_key) -> None:
+    @engine_options()
+    def command(logs, catalog, out, params, test_share, projector, item_key, **options) -> None:
         from botify.artifacts import read_manifest
         from botify.train.pipeline import train_model
 
@@ -64,7 +66,7 @@ def _command(name: str, model_class=None) -> click.Command:
 
         with reporting(work_progress):
             _, metrics = train_model(name, list(logs), catalog, out, _parse_params(params), test_share,
-                                     projector=projector, item_key=item_key)
+                                     projector=projector, item_key=item_key, settings=engine_settings(**options))
         shown = ", ".join(f"{key} {value:.4g}" for key, value in metrics.items())
         files = ", ".join(read_manifest(out)["artifacts"])
         click.echo(f"{name}: {files} written to {out} ({shown})")

@@ -31,9 +31,10 @@ from pydantic import ValidationError
 from botify import __version__
 from botify.artifacts import Artifact, read_artifacts
 from botify.errors import BotifyError, Unavailable
+from botify.events.schema import event as log_event
 from botify.service.admin import authorized, resolve_admin_token
 from botify.service.docs import docs_file
-from botify.service.eventlog import SCHEMA_VERSION, EventLog
+from botify.service.eventlog import EventLog
 from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, PEOPLE_FIRST, describe, openapi_document, read_listen
 from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
@@ -171,26 +172,21 @@ class Service:
             experiments, chain = self._route(user)
             self._requests += 1
             request_id = f"{self.worker}-{self._requests}"  # before awaiting: concurrent requests get their own
+            agent = "person" if user >= PEOPLE_FIRST else None
             if close:
                 answer = orjson.dumps({"user": user})
-                event = {"message": "last", "timestamp": int(time.time() * 1000), "user": user, "track": track,
-                         "time": share, "latency": time.perf_counter() - started, "experiments": experiments,
-                         "request_id": request_id, "data_version": self.version,
-                         "schema": SCHEMA_VERSION}
+                event = log_event("last", int(time.time() * 1000), user, track, share,
+                                  time.perf_counter() - started, experiments, request_id, self.version, agent=agent)
             else:
                 query = Query(user, track, share, recorded.session, recorded.history,
                               request_seed(self.seed, user, recorded.number))
                 chosen = await chain.recommend(query)
                 answer = orjson.dumps({"user": user, "track": chosen.track})
-                event = {"message": "next", "timestamp": int(time.time() * 1000), "user": user, "track": track,
-                         "time": share, "latency": time.perf_counter() - started,
-                         "recommendation": chosen.track, "experiments": experiments,
-                         "recommender": chosen.recommender, "fallback": chosen.fallback,
-                         "propensity": chosen.propensity, "candidates": chosen.candidates,
-                         "request_id": request_id, "data_version": self.version,
-                         "schema": SCHEMA_VERSION}
-            if user >= PEOPLE_FIRST:
-                event["agent"] = "person"
+                event = log_event("next", int(time.time() * 1000), user, track, share,
+                                  time.perf_counter() - started, experiments, request_id, self.version,
+                                  recommendation=chosen.track, recommender=chosen.recommender,
+                                  fallback=chosen.fallback, propensity=chosen.propensity,
+                                  candidates=chosen.candidates, agent=agent)
             self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)

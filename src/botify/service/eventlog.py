@@ -1,4 +1,5 @@
-"""The event log: JSON lines in the course's format, written ahead of every answer.
+"""The event log: JSON lines in the course's format (fields in `botify.events.schema`), written
+ahead of every answer.
 
 An answered request's event has reached the kernel before its response is sent, so even a
 SIGKILL loses nothing the service answered: `write` hands the encoded line to the kernel with
@@ -31,7 +32,6 @@ import orjson
 
 from botify.errors import Unavailable
 
-SCHEMA_VERSION = 2  # 2: /next events carry propensity and candidates
 PROBE_BYTES = 64 << 10  # the scratch write that must succeed before events are taken again
 
 logger = logging.getLogger("botify.service")

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import orjson
 
-from botify.analysis.engine import load_events
 from botify.client import BotifyClient
+from botify.events.duck import DuckDBEngine
+from botify.events.engine import EngineSettings
 from botify.errors import BotifyError
 from botify.service.models import MAX_USER, PEOPLE_FIRST
 from botify.studio.watch import log_files
@@ -87,15 +87,9 @@ def next_person(log_dir: Path) -> int:
     files = log_files(log_dir)
     if not files:
         return PEOPLE_FIRST
-    connection = duckdb.connect()
-    try:
-        load_events(connection, files, None)
+    with DuckDBEngine(EngineSettings()).events(files, None) as connection:
         (highest,) = connection.execute('SELECT max("user") FROM events WHERE "user" >= $first',
                                         {"first": PEOPLE_FIRST}).fetchone()
-    except duckdb.Error as error:
-        raise BotifyError(f"cannot read the logs: {error}") from error
-    finally:
-        connection.close()
     return PEOPLE_FIRST if highest is None else min(int(highest) + 1, MAX_USER)
 
 

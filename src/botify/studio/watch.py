@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from botify.analysis.engine import SESSION_NUMBER, USABLE, expand, load_events, user_metrics
+from botify.analysis.engine import user_metrics
 from botify.analysis.stats import analyze
 from botify.errors import BotifyError
+from botify.events.duck import DuckDBEngine
+from botify.events.engine import EngineSettings
+from botify.events.files import expand
+from botify.events.relational import ORDER, USABLE, session_number
 from botify.service.models import PEOPLE_FIRST
 
 PRIMARY = "mean_time_per_session"  # the metric the verdict is about, as in `botify loop`
@@ -37,11 +39,11 @@ GROUP BY second ORDER BY second
 
 RECENT_SQL = f"""
 WITH numbered AS (
-    SELECT *, {SESSION_NUMBER} AS session FROM events WHERE {USABLE}
+    SELECT *, {session_number("true")} AS session FROM events WHERE {USABLE}
 )
 SELECT "user", session, any_value(treatment) AS treatment, min("timestamp") AS started, max("timestamp") AS ended,
        bool_or(message = 'last') AS finished, sum("time") AS total,
-       list(track ORDER BY "timestamp", position) AS tracks, list("time" ORDER BY "timestamp", position) AS times
+       list(track ORDER BY {ORDER}) AS tracks, list("time" ORDER BY {ORDER}) AS times
 FROM numbered GROUP BY "user", session
 ORDER BY ended DESC, "user" LIMIT {RECENT}
 """
@@ -89,15 +91,9 @@ def snapshot(log_dir: Path, experiment: str | None, control: str = "C", now: flo
                 for item in result.comparisons if item.metric == PRIMARY])
     elif experiment is not None:
         board["note"] = f"no finished sessions in experiment {experiment} yet"
-    connection = duckdb.connect()
-    try:
-        load_events(connection, files, experiment)
+    with DuckDBEngine(EngineSettings()).events(files, experiment) as connection:
         traffic = connection.execute(TRAFFIC_SQL, {"since": int((now - WINDOW) * 1000)}).fetchall()
         recent = connection.execute(RECENT_SQL).fetchall()
-    except duckdb.Error as error:
-        raise BotifyError(f"cannot read the logs: {error}") from error
-    finally:
-        connection.close()
     board["traffic"] = [{"second": second, "requests": count, "mean_ms": _number(mean), "p99_ms": _number(p99)}
                         for second, count, mean, p99 in traffic]
     board["recent"] = [

@@ -11,29 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 
-from botify.analysis.engine import SESSION_NUMBER, load_events
+from botify.events.engine import EngineSettings, open_engine
 from botify.errors import BotifyError
-
-INTERACTIONS_SQL = """
-WITH usable AS (
-    SELECT * FROM events
-    WHERE valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
-      AND "time" IS NOT NULL AND track IS NOT NULL
-),
-numbered AS (
-    SELECT *, """ + SESSION_NUMBER + """ AS session
-    FROM usable
-)
-SELECT "user", track, "time", session,
-       row_number() OVER (PARTITION BY "user", session ORDER BY "timestamp", position) - 1 AS position,
-       "timestamp",
-       min("timestamp") OVER (PARTITION BY "user", session) AS session_start
-FROM numbered
-ORDER BY "user", session, position
-"""
 
 
 @dataclass(frozen=True)
@@ -75,17 +56,9 @@ class Interactions:
         return self.take(~test), self.take(test)
 
 
-def read_interactions(paths: list[str | Path]) -> Interactions:
-    """Interactions from service logs (files, directories or globs)."""
-    connection = duckdb.connect()
-    try:
-        load_events(connection, paths, None)
-        table = connection.execute(INTERACTIONS_SQL).fetchnumpy()
-    except duckdb.Error as error:
-        raise BotifyError(f"cannot read the logs: {error}") from error
-    finally:
-        connection.close()
-    columns = {name: np.asarray(table[name]) for name in Interactions.__dataclass_fields__}
+def read_interactions(paths: list[str | Path], settings: EngineSettings | None = None) -> Interactions:
+    """Interactions from service logs (files, directories or globs; JSON lines or compacted)."""
+    columns = open_engine(settings).interactions(paths)
     if not len(columns["user"]):
         raise BotifyError("the logs hold no interactions")
     return Interactions(**columns)

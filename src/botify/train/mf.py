@@ -177,5 +177,19 @@ class MatrixFactorization(Model):
         self.recommendations = self._recommend(model, full, full_users, np.arange(len(full_users)), self.size)
         return self
 
+    def fit_spark(self, spark, train: Interactions, catalog: Catalog) -> MatrixFactorization:
+        """Spark MLlib's ALS instead of `implicit` (`--engine spark`): fixed factors (default 64),
+        regularisation (default 0.01) and max_rounds × round_iterations sweeps, no search."""
+        if self.algorithm != "als":
+            raise BotifyError("mf --engine spark trains ALS (Spark MLlib has no BPR): use algorithm=als")
+        from botify.train.spark_als import fit_als
+
+        rank, regularization = self.factors or 64, self.regularization or 0.01
+        iterations = self.max_rounds * (self.round_iterations or 2)
+        self.item_vectors, self.recommendations = fit_als(
+            spark, self._positives(train), catalog.size, rank=rank, regularization=regularization,
+            iterations=iterations, seed=self.seed, size=self.size)
+        return self
+
     def lists(self) -> dict[int, list[int]]:
         return self.recommendations

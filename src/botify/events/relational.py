@@ -1,0 +1,95 @@
+"""Sessions and per-user metrics as SQL that DuckDB and Spark both run unchanged.
+
+Each engine defines one view, `events`, over its input (JSON lines or compacted Parquet): one
+row per line read, with `file` and `line` (their order is the file order that breaks time
+ties), `size` (the line's bytes, where known), `valid` (the line is one JSON value) and the
+typed fields, `treatment` being the event's treatment in the analysed experiment. Everything
+after that view — usable events, session numbering, per-session and per-user aggregation —
+is written once here, in the subset of SQL the two dialects share (window functions, FILTER,
+GROUPING SETS, double-quoted identifiers, NULLIF instead of engine-specific division by zero).
+"""
+
+from __future__ import annotations
+
+# The typed fields of the `events` view (besides file, line, size, valid and treatment).
+ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
+
+# An event the analysis can use: JSON with every field it needs (an event without a `message`
+# is not usable either, hence the coalesce: NULL is not false, and NOT NULL is NULL).
+USABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+                  AND "time" IS NOT NULL AND latency IS NOT NULL, false)"""
+
+# An event training can use: it needs the track, not the latency.
+TRAINABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+                     AND "time" IS NOT NULL AND track IS NOT NULL, false)"""
+
+ORDER = '"timestamp", file, line'  # a user's events in time order, file order breaking ties
+
+
+def session_number(condition: str, last: str = "message = 'last'") -> str:
+    """The session an event belongs to: how many `last` events (meeting `condition`) its user
+    sent before it. The analysis and the training dataset both number sessions so."""
+    return f"""CAST(coalesce(sum(CASE WHEN {condition} AND {last} THEN 1 ELSE 0 END) OVER (
+        PARTITION BY "user" ORDER BY {ORDER} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT)"""
+
+
+# Every line is numbered and grouped by (user, session) in one pass, so that the counts of what
+# was read come out of the same scan as the metrics: a row with `total` = 1 (the empty grouping
+# set) holds them. Only sessions that end with their `last` and have a treatment count; per user,
+# the course's notebook metrics. A session's treatment is the least of its events' (they agree
+# unless an experiment changed mid-session).
+SESSIONS = """
+WITH flagged AS (
+    SELECT "user", "timestamp", file, line, size, valid, "time", latency, treatment,
+           """ + USABLE + """ AS usable, message = 'last' AS is_last
+    FROM events
+),
+numbered AS (
+    SELECT *, """ + session_number("usable", "is_last") + """ AS session
+    FROM flagged
+),
+sessions AS (
+    SELECT "user", session, count(*) AS rows_read, count(*) FILTER (WHERE valid) AS valid_rows,
+           count(*) FILTER (WHERE valid AND NOT usable) AS unusable, sum(size) AS bytes,
+           min(treatment) FILTER (WHERE usable) AS treatment, count(*) FILTER (WHERE usable) AS tracks,
+           sum("time") FILTER (WHERE usable) AS session_time, sum(latency) FILTER (WHERE usable) AS latency_sum,
+           coalesce(bool_or(is_last) FILTER (WHERE usable), false) AS complete,
+           min("timestamp") FILTER (WHERE usable) AS started
+    FROM numbered GROUP BY "user", session
+)
+"""
+
+USER_METRICS_SQL = SESSIONS + """
+SELECT grouping("user") AS total, "user", treatment, counted,
+       sum(session_time) AS time,
+       count(*) AS sessions,
+       1000 * sum(latency_sum) / nullif(sum(tracks), 0) AS mean_request_latency,
+       sum(tracks) / nullif(count(*), 0) AS mean_tracks_per_session,
+       sum(session_time) / nullif(count(*), 0) AS mean_time_per_session,
+       sum(rows_read) AS rows_read, sum(valid_rows) AS valid_rows, sum(unusable) AS unusable, sum(bytes) AS bytes
+FROM (SELECT *, complete AND treatment IS NOT NULL AS counted FROM sessions) s
+GROUP BY GROUPING SETS (("user", treatment, counted), ())
+HAVING grouping("user") = 1 OR counted
+ORDER BY total, "user", treatment
+"""
+
+# Finished sessions started per second, per treatment (for the report's timeline).
+TIMELINE_SQL = SESSIONS + """
+SELECT treatment, CAST(floor(started / 1000) AS BIGINT) AS second, count(*) AS sessions
+FROM sessions WHERE complete AND treatment IS NOT NULL
+GROUP BY treatment, CAST(floor(started / 1000) AS BIGINT) ORDER BY treatment, second
+"""
+
+# One row per track played: its session and position in it, and when the session started.
+INTERACTIONS_SQL = """
+WITH numbered AS (
+    SELECT *, """ + session_number("true") + """ AS session
+    FROM events WHERE """ + TRAINABLE + """
+)
+SELECT "user", track, "time", session,
+       row_number() OVER (PARTITION BY "user", session ORDER BY """ + ORDER + """) - 1 AS position,
+       "timestamp",
+       min("timestamp") OVER (PARTITION BY "user", session) AS session_start
+FROM numbered
+ORDER BY "user", session, position
+"""
