@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from botify.analysis.engine import METRICS
-from botify.analysis.stats import GUARDRAILS
-from botify.analysis.verdict import format_p, recommender_label
+from botify.analysis.stats import GUARDRAILS, Comparison
+from botify.analysis.verdict import format_p, outcome, recommender_label
 from botify.cli.analyze import METRIC_CHOICES
 from botify.service.experiments import RecommenderSpec
 from tests.test_analysis import write_logs
@@ -80,3 +80,18 @@ def test_the_report_as_chromium_renders_it(tmp_path: Path) -> None:
     subprocess.run([*common, "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, text=True, timeout=120)
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+
+
+def test_one_definition_of_win_and_loss_by_the_holm_adjusted_p() -> None:
+    """Raw p below 0.05 but not after Holm's adjustment is no win anywhere: the JSON/CSV, the
+    loop's summary and the studio read `Comparison.verdict`, the terminal and report `outcome`."""
+    def comparison(metric: str, treatment_mean: float, significant_holm: bool) -> Comparison:
+        return Comparison(metric, "C", "T1", 10.0, treatment_mean, 10 * (treatment_mean - 10), 1.0, 3.0, 0.01,
+                          0.01 if significant_holm else 0.2, True, significant_holm, 1.0, False)
+
+    assert comparison("mean_time_per_session", 12.0, False).verdict == ""
+    assert outcome(comparison("mean_time_per_session", 12.0, False)) == "no difference"
+    assert comparison("mean_time_per_session", 12.0, True).verdict == "win" == outcome(
+        comparison("mean_time_per_session", 12.0, True))
+    assert comparison("mean_request_latency", 12.0, True).verdict == "loss"  # lower latency is better
+    assert comparison("mean_time_per_session", 8.0, True).as_dict()["verdict"] == "loss"

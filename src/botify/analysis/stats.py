@@ -46,8 +46,10 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """"win", "loss" or "" (not significant), knowing that lower latency is better."""
-        if not self.significant:
+        """"win", "loss" or "" (no difference), knowing that lower latency is better: by the
+        Holm-adjusted p-value, so that no output claims more than the multiple comparisons allow
+        (the one definition the terminal, the report, JSON/CSV, the loop and the studio share)."""
+        if not self.significant_holm:
             return ""
         difference = self.treatment_mean - self.control_mean  # the effect % is undefined on a zero baseline
         better = difference < 0 if self.metric in LOWER_IS_BETTER else difference > 0

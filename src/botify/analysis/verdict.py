@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from botify.analysis.stats import GUARDRAILS, LOWER_IS_BETTER, Analysis, Comparison
+from botify.analysis.stats import GUARDRAILS, Analysis, Comparison
 
 PRIMARY = "mean_time_per_session"
 LATENCY = "mean_request_latency"
@@ -46,12 +46,8 @@ def format_p(p: float) -> str:
 
 
 def outcome(item: Comparison) -> str:
-    """"win", "loss" or "no difference", by the Holm-adjusted p-value."""
-    if not item.significant_holm:
-        return "no difference"
-    better = (item.treatment_mean < item.control_mean if item.metric in LOWER_IS_BETTER
-              else item.treatment_mean > item.control_mean)
-    return "win" if better else "loss"
+    """"win", "loss" or "no difference" (`Comparison.verdict`, by the Holm-adjusted p-value)."""
+    return item.verdict or "no difference"
 
 
 def label(treatment: str, labels: dict[str, str]) -> str:
