@@ -10,7 +10,8 @@ one worker, times its start-up (spawn to a 200 on /ready), then drives POST /nex
 users and tracks over C keep-alive connections from this process and prints the figures.
 With `--rate R` the requests are paced at R per second (in 10 ms ticks) instead of as fast as
 possible, which is how the latency budget is stated (p99 under 10 ms at 2,000 req/s). Server
-CPU per request comes from the server process's own CPU time (/proc).
+CPU per request comes from the server process's own CPU time (/proc); on Redis, the commands
+per request come from Redis's own `INFO commandstats` (counters reset before the timed requests).
 
   python bench/service_load.py --soak [SECONDS] [--users 200000] [--configs embedded:default,...]
 
@@ -84,6 +85,18 @@ def write_i2i(work: Path, n_tracks: int) -> None:
     write_artifact(work / "i2i.jsonl", "track", lists, scores)
 
 
+def redis_commands(redis_url: str, reset: bool = False) -> dict[str, int]:
+    """Calls per Redis command since the last reset (`INFO commandstats`, through redis-cli)."""
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    cli = ["redis-cli", "-p", port]
+    if reset:
+        subprocess.run([*cli, "CONFIG", "RESETSTAT"], capture_output=True, check=True)
+        return {}
+    text = subprocess.run([*cli, "INFO", "commandstats"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":", 1)[0].removeprefix("cmdstat_"): int(line.split("calls=")[1].split(",")[0])
+            for line in text.splitlines() if line.startswith("cmdstat_")}
+
+
 def drive(client: BotifyClient, users, tracks, times, rate: float | None) -> None:
     if rate is None:
         client.post_batch("next", users, tracks, times)
@@ -113,6 +126,8 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
         client.stats.latencies.clear()
         users, tracks, times = rng.integers(0, 10_000, requests), rng.integers(0, 15_000, requests), rng.random(requests)
         pid = server.process.pid
+        if redis_url:
+            redis_commands(redis_url, reset=True)
         cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
         errors = 0
         try:
@@ -130,6 +145,12 @@ def run(world: Path, work: Path, recommender: str, redis_url: str | None, reques
         print(f"  {store:<9} {recommender:<14} {done / wall:>9,.0f} req/s   p50 {np.percentile(latencies, 50):5.2f} ms"
               f"   p99 {np.percentile(latencies, 99):5.2f} ms   errors {errors}   server CPU "
               f"{cpu / done * 1000:.3f} ms/req   start-up {server.startup_seconds:.2f} s", flush=True)
+        if redis_url:
+            calls = redis_commands(redis_url)
+            top = ", ".join(f"{name} {count / done:.2f}" for name, count in
+                            sorted(calls.items(), key=lambda item: (-item[1], item[0])))
+            print(f"  {'':<9} {'':<14} Redis commands per request: {sum(calls.values()) / done:.2f} ({top})",
+                  flush=True)
 
 
 WRK_SCRIPT = """
