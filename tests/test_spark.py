@@ -85,6 +85,22 @@ def test_files_read_in_many_splits_keep_their_order(spark_settings, tmp_path: Pa
         engine.spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
+def test_both_engines_find_the_same_logs_in_a_directory_tree(spark_settings, tmp_path: Path) -> None:
+    """*.jsonl* at the top; deeper, the service's and the course's names (`<container>/data.json`),
+    nothing else: one rule (`files.is_log_file`) for both engines."""
+    from botify.events.files import expand
+
+    for name in ("events-1-0001.jsonl", "old.jsonl.gz", "notes.txt", "c1/data.json", "c1/data-0002.json",
+                 "c2/deep/events-7-0001.jsonl", "c2/other.jsonl", "c2/data.json.bak"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    expected = [str(tmp_path / name) for name in ("c1/data-0002.json", "c1/data.json", "c2/deep/events-7-0001.jsonl",
+                                                   "events-1-0001.jsonl", "old.jsonl.gz")]
+    assert expand([tmp_path]) == expected
+    files, compacted = open_engine(spark_settings).expand([tmp_path])
+    assert [name.removeprefix("file:") for name in files] == expected and not compacted
+
+
 def test_the_cli_on_spark_reads_uris_and_globs_and_answers_the_same(spark_settings, dirty) -> None:
     logs = dirty[0]
     base = CliRunner().invoke(cli, ["analyze", str(logs), "--experiment", "EXP", "--format", "json"])

@@ -8,6 +8,7 @@ lines and malformed lines: the Parquet rows hold only the valid ones.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import gzip
 import json
@@ -37,6 +38,13 @@ class LogSummary:
     timeline: dict[str, np.ndarray] | None = None
 
 
+def is_log_file(parts: tuple[str, ...]) -> bool:
+    """Whether a file at `parts` below a log directory is an event log: *.jsonl* at the top, the
+    service's or the course's names deeper (the one rule both engines list directories by)."""
+    return fnmatch.fnmatch(parts[-1], LOG_PATTERN) if len(parts) == 1 else any(
+        fnmatch.fnmatch(parts[-1], pattern) for pattern in NESTED_LOGS)
+
+
 def is_compacted(path: str | Path) -> bool:
     return (Path(path) / SOURCES).is_file()
 
@@ -52,8 +60,7 @@ def expand(paths: list[str | Path]) -> list[str]:
         if path.is_dir() and is_compacted(path):
             found = [str(path)]
         elif path.is_dir():
-            nested = {str(p) for pattern in NESTED_LOGS for p in path.rglob(pattern) if p.is_file()}
-            found = sorted(nested | {str(p) for p in path.glob(LOG_PATTERN)})
+            found = sorted(str(p) for p in path.rglob("*") if is_log_file(p.relative_to(path).parts) and p.is_file())
         elif path.is_file():
             found = [str(path)]
         else:

@@ -22,7 +22,7 @@ import numpy as np
 from botify.errors import BotifyError
 from botify.events.engine import (EngineSettings, check_master, interaction_columns, split_user_metrics,
                                   timeline_columns)
-from botify.events.files import LOG_PATTERN, SOURCES, LogSummary, compacted_only, source_ranks
+from botify.events.files import SOURCES, LogSummary, compacted_only, is_log_file, source_ranks
 from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
 
@@ -99,14 +99,23 @@ class SparkEngine:
                 elif filesystem.exists(self._hadoop(f"{name.toString()}/{SOURCES}")[0]):
                     found.append(name.toString())
                 else:
-                    pattern = self._hadoop(f"{name.toString()}/{LOG_PATTERN}")[0]
-                    found.extend(child.getPath().toString() for child in filesystem.globStatus(pattern) or []
-                                 if not child.isDirectory())
+                    found.extend(self._logs_below(name, filesystem))
             if not found:
                 raise BotifyError(f"{item}: no log files there")
             files.extend(found)
         files = sorted(set(files))
         return files, compacted_only(files, [self._is_directory(name) for name in files])
+
+    @staticmethod
+    def _logs_below(directory, filesystem) -> list[str]:
+        """The event logs in a directory and, at any depth, its sub-folders (`files.is_log_file`)."""
+        root = directory.toUri().getPath().rstrip("/") + "/"
+        found, children = [], filesystem.listFiles(directory, True)
+        while children.hasNext():
+            child = children.next().getPath()
+            if is_log_file(tuple(child.toUri().getPath()[len(root):].split("/"))):
+                found.append(child.toString())
+        return found
 
     def _is_directory(self, uri: str) -> bool:
         path, filesystem = self._hadoop(uri)
