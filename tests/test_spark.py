@@ -198,3 +198,19 @@ def test_a_compacted_directory_of_only_garbage_reads_the_same_on_spark(spark_set
     expected = user_metrics([log], "EXP")[1]
     for path in (log, tmp_path / "pq"):
         assert user_metrics([path], "EXP", settings=spark_settings)[1] == expected
+
+
+def test_a_cut_gzip_file_is_one_line_naming_it_on_both_engines(spark_settings, tmp_path: Path) -> None:
+    import gzip
+
+    from tests.test_analysis import write_logs
+
+    write_logs(tmp_path / "log", users=30)
+    plain = sorted((tmp_path / "log").glob("*.jsonl"))[0]
+    data = gzip.compress(plain.read_bytes())
+    (tmp_path / "log" / (plain.name + ".gz")).write_bytes(data[:-20])  # a copy cut before its end
+    plain.unlink()
+    for engine in ("duckdb", "spark"):
+        answer = CliRunner().invoke(cli, ["analyze", str(tmp_path / "log"), "--experiment", "EXP", "--engine", engine])
+        assert answer.exit_code == 1 and answer.stderr.count("\n") == 1, answer.output
+        assert plain.name + ".gz" in answer.stderr and "Traceback" not in answer.stderr, answer.stderr

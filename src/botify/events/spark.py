@@ -73,6 +73,18 @@ def spark_session(settings: EngineSettings):
     return session
 
 
+def spark_reason(text: str) -> str:
+    """One line out of a JVM error: the root cause's message, with the file the failed read was
+    on ("...events-0-0001.jsonl.gz: Unexpected end of input stream"), else the first line."""
+    causes = [line.split("Caused by: ", 1)[1] for line in text.splitlines() if "Caused by: " in line]
+    if not causes:
+        return text.strip().splitlines()[0]
+    root = causes[-1].split(": ", 1)[-1].strip()
+    failed = next((re.search(r"reading file (\S+?)\.?\s", cause) for cause in causes
+                   if "reading file " in cause), None)
+    return f"{failed.group(1)}: {root}" if failed else root
+
+
 class SparkEngine:
     """Logs anywhere Hadoop reads them (JSON lines or compacted Parquet), with Spark."""
 
@@ -208,7 +220,7 @@ class SparkEngine:
         try:
             return work()
         except (PySparkException, Py4JError) as error:
-            raise BotifyError(f"Spark cannot read the logs: {str(error).strip().splitlines()[0]}") from None
+            raise BotifyError(f"Spark cannot read the logs: {spark_reason(str(error))}") from None
 
     def user_metrics(self, paths, experiment, timeline=False):
         files, compacted = self._run(lambda: self.expand(paths))
