@@ -136,6 +136,32 @@ def test_an_unfinished_body_gets_408_and_the_connection_closes(small_world_dir: 
     assert "Traceback" not in output and "ERROR" not in output, output  # the app saw a disconnect, no error
 
 
+def test_answers_leave_whole_in_one_write_and_head_and_continue_still_flow(small_world_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """A response's head and body leave together (`OneWrite`), yet a HEAD answer (no body
+    write) and an interim `100 Continue` (the client waits for it before its body) are not held."""
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log"])
+    try:
+        sock = _connect(served.port)
+        for _ in range(3):  # keep-alive: each answer is one segment, head and body
+            sock.sendall(b'POST /next/5 HTTP/1.1\r\nHost: x\r\nContent-Length: 25\r\n\r\n{"track": 3, "time": 0.5}')
+            sock.settimeout(2)
+            first = sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"}") and b'"track":' in first, first
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n"), head
+        sock.sendall(b"POST /next/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 25\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b'{"track": 3, "time": 0.5}')
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"}"), answer
+        sock.close()
+    finally:
+        output = served.stop()
+    assert "Traceback" not in output and "ERROR" not in output, output
+
+
 def test_sigterm_is_bounded_by_the_shutdown_timeout(small_world_dir: Path, tmp_path: Path) -> None:
     # Every other timeout far away: only the graceful shutdown's bound can end these clients.
     served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log", "--header-timeout", "60",
