@@ -187,6 +187,7 @@ class Service:
                          "recommendation": chosen.track, "experiments": experiments,
                          "recommender": chosen.recommender, "fallback": chosen.fallback,
                          "propensity": chosen.propensity, "candidates": chosen.candidates,
+                         "deterministic": chosen.deterministic,
                          "request_id": request_id, "data_version": self.version,
                          "schema": SCHEMA_VERSION}
             if user >= PEOPLE_FIRST:

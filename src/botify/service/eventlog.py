@@ -31,7 +31,7 @@ import orjson
 
 from botify.errors import Unavailable
 
-SCHEMA_VERSION = 2  # 2: /next events carry propensity and candidates
+SCHEMA_VERSION = 3  # 2: /next events carry propensity and candidates; 3: and deterministic
 PROBE_BYTES = 64 << 10  # the scratch write that must succeed before events are taken again
 
 logger = logging.getLogger("botify.service")
