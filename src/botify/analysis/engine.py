@@ -39,13 +39,15 @@ WITH lines AS (
 fields AS (
     SELECT position, strlen(line) AS size, rest IS NULL AND json_valid(line) AS valid,
            CASE WHEN rest IS NULL AND json_valid(line) THEN json_extract_string(
-               line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path, '$.track']) END AS f
+               line, ['$.message', '$.timestamp', '$.user', '$.time', '$.latency', $path, '$.track',
+                      '$.recommendation', '$.propensity']) END AS f
     FROM lines
 ),
 typed AS (
     SELECT position, size, coalesce(valid, false) AS valid, f[1] AS message, TRY_CAST(f[2] AS BIGINT) AS "timestamp",
            TRY_CAST(f[3] AS BIGINT) AS "user", TRY_CAST(f[4] AS DOUBLE) AS "time",
-           TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment, TRY_CAST(f[7] AS BIGINT) AS track
+           TRY_CAST(f[5] AS DOUBLE) AS latency, f[6] AS treatment, TRY_CAST(f[7] AS BIGINT) AS track,
+           TRY_CAST(f[8] AS BIGINT) AS recommendation, TRY_CAST(f[9] AS DOUBLE) AS propensity
     FROM fields
 )
 -- The JSON reader takes NaN and Infinity, and "1e999" casts to infinity: such a number is no

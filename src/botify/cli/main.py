@@ -11,6 +11,7 @@ from botify.cli.analyze import analyze
 from botify.cli.demo import demo
 from botify.cli.evaluate import evaluate
 from botify.cli.loop import loop
+from botify.cli.ope import ope
 from botify.cli.serve import serve
 from botify.cli.sim import sim
 from botify.cli.studio import studio
@@ -43,6 +44,7 @@ cli.add_command(serve)
 cli.add_command(analyze)
 cli.add_command(train)
 cli.add_command(evaluate)
+cli.add_command(ope)
 cli.add_command(loop)
 cli.add_command(demo)
 cli.add_command(studio)
