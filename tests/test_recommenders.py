@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import itertools
 from pathlib import Path
@@ -388,3 +389,59 @@ def test_exploration_mixes_a_uniform_draw_into_the_pick(small_world: World, tmp_
     assert abs(counts[30] / 4000 - 0.85) < 0.03 and all(abs(counts[t] / 4000 - 0.05) < 0.015 for t in (31, 32, 33))
     assert {answer.track: answer.propensity for answer in answers} == pytest.approx(
         {30: 0.85, 31: 0.05, 32: 0.05, 33: 0.05})
+
+
+def _total(distribution, catalog_size: int) -> float:
+    """A distribution's whole mass: its listed chances and the floor on every other allowed track."""
+    rest = catalog_size - len(set(distribution.tracks) | set(distribution.excluded))
+    return sum(distribution.chances) + distribution.floor * rest
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "top_pop", "artifact": "top.json", "ranked": True},
+    {"kind": "top_pop", "artifact": "top.json", "k": 4},
+    {"kind": "contextual", "artifact": "scored.jsonl", "pick": "softmax", "temperature": 0.5, "artist_discount": 0.5},
+    {"kind": "top_pop", "artifact": "top.json", "ranked": True, "explore": 0.2, "explore_pool": 3},
+    {"kind": "sticky_artist", "explore": 0.3, "explore_pool": "catalog", "artist_cap": 3},
+    {"kind": "contextual", "artifact": "scored.jsonl", "ranked": True, "explore": 0.5, "explore_pool": "catalog"},
+    {"kind": "indexed", "artifact": "als.jsonl", "fallback": "sticky_artist"},
+])
+def test_the_distribution_is_what_the_serving_step_draws_from(small_world: World, tmp_path: Path, spec) -> None:
+    """`Chain.distribution` (off-policy evaluation's view of a policy) holds the served track
+    with the very propensity the service logs, sums to 1, and names the member that answers."""
+    artifacts = write_artifacts(tmp_path)
+    (artifacts / "scored.jsonl").write_text('{"track": 5, "recommendations": [70, 71, 72, 5], "scores": [2, 1, 0, -1]}\n')
+    recommender = chain(small_world, spec, artifacts)
+    artists = recommender.members[0].artist_of
+    size = small_world.catalog.size
+    for user in range(60):
+        session = [(5, 1.0), (71, 0.5)] if user % 2 else [(5, 1.0)]
+        listens = [Listen(t, played, int(artists[t])) for t, played in session]
+        query = Query(user % 5 + 1, 5, listens[-1].time, listens, seed=request_seed(1, user, 1))
+        answer = asyncio.run(recommender.recommend(query))
+        distribution, member = asyncio.run(recommender.distribution(dataclasses.replace(query, _rng=None)))
+        assert member == answer.recommender
+        assert distribution.chance(answer.track) == pytest.approx(answer.propensity)
+        assert _total(distribution, size) == pytest.approx(1.0)
+        assert answer.deterministic == (spec.get("ranked", False) and not spec.get("explore"))
+
+
+def test_exploring_the_catalog_serves_any_unheard_track(small_world: World, tmp_path: Path) -> None:
+    """explore_pool = "catalog": with probability explore a uniform draw among the unheard
+    tracks of the whole catalog, at the frequencies the propensities state."""
+    spec = {"kind": "top_pop", "artifact": "top.json", "ranked": True, "explore": 0.4, "explore_pool": "catalog"}
+    recommender = chain(small_world, spec, write_artifacts(tmp_path))
+    answers = [ask(recommender, user, 30) for user in range(3000)]  # 30, the best, is heard: 31 is the pick
+    size = small_world.catalog.size
+    assert all(answer.track != 30 for answer in answers)
+    share = sum(answer.track == 31 for answer in answers) / len(answers)
+    assert abs(share - (0.6 + 0.4 / (size - 1))) < 0.03
+    others = [answer for answer in answers if answer.track != 31]
+    assert len({answer.track for answer in others}) > 200 and not any(answer.track < 0 for answer in others)
+    assert [answer.propensity for answer in others] == pytest.approx([0.4 / (size - 1)] * len(others))
+
+
+def test_a_recommender_deciding_alone_is_not_replayable(small_world: World, tmp_path: Path) -> None:
+    recommender = chain(small_world, {"kind": "last_liked", "artifact": "ctx.jsonl"}, write_artifacts(tmp_path))
+    assert recommender.unreplayable() == ["last_liked(ctx.jsonl)"]
+    assert chain(small_world, {"kind": "sticky_artist"}, write_artifacts(tmp_path)).unreplayable() == []

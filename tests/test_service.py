@@ -89,7 +89,7 @@ def test_events_in_the_courses_format(service) -> None:
         assert set(event["experiments"]) == {"AA", "STICKY"}
     assert next_event["message"] == "next" and next_event["track"] == 1 and next_event["time"] == 1.0
     assert isinstance(next_event["recommendation"], int) and next_event["recommender"] in ("random", "sticky_artist")
-    assert 0 < next_event["propensity"] <= 1 and next_event["candidates"] >= 1 and next_event["schema"] == 2
+    assert 0 < next_event["propensity"] <= 1 and next_event["candidates"] >= 1 and next_event["schema"] == SCHEMA_VERSION
     assert next_event["propensity"] == pytest.approx(1 / next_event["candidates"])  # both serve uniform draws
     assert last_event["message"] == "last" and "recommendation" not in last_event
     assert next_event["request_id"] != last_event["request_id"]

@@ -12,6 +12,7 @@ from botify.cli.demo import demo
 from botify.cli.evaluate import evaluate
 from botify.cli.logs import logs
 from botify.cli.loop import loop
+from botify.cli.ope import ope
 from botify.cli.serve import serve
 from botify.cli.sim import sim
 from botify.cli.studio import studio
@@ -45,6 +46,7 @@ cli.add_command(analyze)
 cli.add_command(train)
 cli.add_command(logs)
 cli.add_command(evaluate)
+cli.add_command(ope)
 cli.add_command(loop)
 cli.add_command(demo)
 cli.add_command(studio)

@@ -79,33 +79,35 @@ def parsed_lines(files: list[str], fields: dict[str, str]) -> str:
     )"""
 
 
-COLUMNS = ", ".join(f'"{name}"' for name in ANALYSED)
+def _columns(extra: tuple[str, ...]) -> str:
+    return ", ".join(f'"{name}"' for name in (*ANALYSED, *extra))
 
 
-def json_events_view(files: list[str], experiment: str | None) -> str:
-    """The `events` view over JSON lines; without an experiment every event's treatment is ""."""
-    fields = {name: f"$.{name}" for name in ANALYSED}
+def json_events_view(files: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> str:
+    """The `events` view over JSON lines; without an experiment every event's treatment is "".
+    `extra` fields of the schema are added to the analysed ones (e.g. propensity, for `botify ope`)."""
+    fields = {name: f"$.{name}" for name in (*ANALYSED, *extra)}
     if experiment is not None:
         fields["treatment"] = treatment_path(experiment)
     treatment = "treatment" if experiment is not None else "'' AS treatment"
-    return (f"CREATE OR REPLACE TEMP VIEW events AS SELECT 0 AS file, position AS line, size, valid, {COLUMNS}, "
-            f"{treatment} FROM ({parsed_lines(files, fields)})")
+    return (f"CREATE OR REPLACE TEMP VIEW events AS SELECT 0 AS file, position AS line, size, valid, "
+            f"{_columns(extra)}, {treatment} FROM ({parsed_lines(files, fields)})")
 
 
-def parquet_events_view(directories: list[str], experiment: str | None) -> str:
+def parquet_events_view(directories: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> str:
     """The `events` view over compacted directories: their rows are the valid lines, and a
     row's `file` is its source file's rank among all the sources by path (see `source_ranks`).
     A directory without rows (every line was malformed) adds none."""
     treatment = "''" if experiment is None else f"experiments[{literal(experiment)}]"
     parts = [f"SELECT 0 AS file, 0 AS line, 0 AS size, true AS valid, "
-             + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in ANALYSED)
+             + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in (*ANALYSED, *extra))
              + ", '' AS treatment WHERE false"]
     for directory, ranks in zip(directories, source_ranks(directories)):
         if not any(Path(directory).glob("*/*.parquet")):
             continue
         # Usually the sources were compacted in path order, and the rank is the id itself.
         file = "source_id" if ranks == list(range(len(ranks))) else f"[{', '.join(map(str, ranks))}][source_id + 1]"
-        parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, {COLUMNS}, {treatment} AS treatment "
+        parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, {_columns(extra)}, {treatment} AS treatment "
                      f"FROM read_parquet({literal(str(Path(directory) / '*' / '*.parquet'))})")
     return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
 
@@ -137,17 +139,19 @@ class DuckDBEngine:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    def _view(self, connection, files: list[str], experiment: str | None) -> None:
+    def _view(self, connection, files: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> None:
         compacted = compacted_only(files, [Path(name).is_dir() for name in files])
-        connection.execute(parquet_events_view(files, experiment) if compacted else json_events_view(files, experiment))
+        connection.execute(parquet_events_view(files, experiment, extra) if compacted
+                           else json_events_view(files, experiment, extra))
 
     @contextmanager
-    def events(self, paths: list[str | Path], experiment: str | None):
+    def events(self, paths: list[str | Path], experiment: str | None, extra: tuple[str, ...] = ()):
         """A connection with the `events` view over the logs (for ad-hoc queries: the studio's
-        board, `botify.api.read_events`); DuckDB's errors become BotifyError."""
+        board, `botify.api.read_events`, `botify ope`), with `extra` fields of the schema besides
+        the analysed ones; DuckDB's errors become BotifyError."""
         files = expand(paths)
         with self.connect() as connection:
-            self._view(connection, files, experiment)
+            self._view(connection, files, experiment, extra)
             yield connection
 
     def experiment_names(self, paths: list[str | Path]) -> list[str]:

@@ -8,7 +8,8 @@ renamed or added field from silently reading as missing in one reader and not in
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: `next` events carry propensity and candidates; people's events carry agent
+# 2: `next` events carry propensity and candidates, people's events carry agent; 3: and deterministic
+SCHEMA_VERSION = 3
 
 # The parsed relational view of one event: field → (DuckDB type, Spark type). The compacted
 # Parquet files hold exactly these columns (plus where each line came from), in this order.
@@ -25,6 +26,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "fallback": ("BOOLEAN", "boolean"),  # `next` only: a fallback answered
     "propensity": ("DOUBLE", "double"),  # `next` only: the recommendation's probability under the serving step
     "candidates": ("BIGINT", "bigint"),  # `next` only: how many tracks the serving step chose among
+    "deterministic": ("BOOLEAN", "boolean"),  # `next` only: a ranked pick (propensity 1 by construction)
     "agent": ("VARCHAR", "string"),  # "person" for botify studio's listeners; absent for simulated ones
     "request_id": ("VARCHAR", "string"),
     "data_version": ("VARCHAR", "string"),
@@ -44,14 +46,15 @@ MAX_LINE_BYTES = 2 << 20
 def event(message: str, timestamp: int, user: int, track: int, time: float, latency: float,
           experiments: dict[str, str], request_id: str, data_version: str, *,
           recommendation: int | None = None, recommender: str | None = None, fallback: bool | None = None,
-          propensity: float | None = None, candidates: int | None = None, agent: str | None = None) -> dict:
+          propensity: float | None = None, candidates: int | None = None, deterministic: bool | None = None,
+          agent: str | None = None) -> dict:
     """One event as the service logs it (a `next` also names the recommendation, who made it and
     its probability under the serving step; `agent` marks a person's events)."""
     record = {"message": message, "timestamp": timestamp, "user": user, "track": track, "time": time,
               "latency": latency}
     if message == "next":
         record.update(recommendation=recommendation, experiments=experiments, recommender=recommender,
-                      fallback=fallback, propensity=propensity, candidates=candidates)
+                      fallback=fallback, propensity=propensity, candidates=candidates, deterministic=deterministic)
     else:
         record["experiments"] = experiments
     record.update(request_id=request_id, data_version=data_version, schema=SCHEMA_VERSION)

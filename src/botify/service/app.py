@@ -186,7 +186,7 @@ class Service:
                                   time.perf_counter() - started, experiments, request_id, self.version,
                                   recommendation=chosen.track, recommender=chosen.recommender,
                                   fallback=chosen.fallback, propensity=chosen.propensity,
-                                  candidates=chosen.candidates, agent=agent)
+                                  candidates=chosen.candidates, deterministic=chosen.deterministic, agent=agent)
             self.log.write(event)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import mmh3
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -42,8 +42,9 @@ class RecommenderSpec(BaseModel):
     ranked: bool = Field(False, description="shorthand for pick = 'ranked'")
     explore: float = Field(0.0, ge=0, le=1, description="epsilon-greedy: with this probability, a uniform draw from "
                                                         "the candidate pool instead of the pick (for off-policy logs)")
-    explore_pool: int | None = Field(None, ge=1, description="exploration draws among the first N candidates left "
-                                                             "after the heard filter and re-ranking (default: all)")
+    explore_pool: Annotated[int, Field(ge=1)] | Literal["catalog"] | None = Field(
+        None, description="exploration draws among the first N candidates left after the heard filter and "
+                          "re-ranking (default: all), or, with 'catalog', among every unheard track of the catalog")
     temperature: float = Field(0.1, gt=0, description="softmax temperature over the candidates' scores")
     heard: Literal["session", "history", "none"] = Field(
         "session", description="tracks never recommended again: this session's, the long history's, or none")

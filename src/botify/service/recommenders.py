@@ -59,6 +59,7 @@ class Query:
     # e.g. a plugin's own `recommend`). Logged with the event, for off-policy evaluation.
     propensity: float | None = None
     candidates: int | None = None
+    deterministic: bool = False  # a ranked pick without exploration: propensity 1, no draw
 
     @property
     def rng(self) -> random.Random:
@@ -170,6 +171,24 @@ class Resources:
         object.__setattr__(self, "artist_of", self.catalog.artist_codes.tolist())
 
 
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """What a serving step would serve, as probabilities: each of `tracks` with its chance in
+    `chances`, and every other catalog track with `floor`, except the `excluded` (heard) ones,
+    which get nothing (a floor comes from exploring the catalog, or from Random)."""
+
+    tracks: list[int]
+    chances: list[float]
+    floor: float = 0.0
+    excluded: set[int] | frozenset[int] = frozenset()
+
+    def chance(self, track: int) -> float:
+        for candidate, chance in zip(self.tracks, self.chances):
+            if candidate == track:
+                return chance
+        return 0.0 if track in self.excluded else self.floor
+
+
 class Recommender(ABC):
     """Picks the next track; `spec` carries its parameters, `artifact_kind` what it reads.
 
@@ -215,31 +234,88 @@ class Recommender(ABC):
         found = await self.candidates(query)
         return None if found is None else self.choose(query, *found)
 
+    @property
+    def replayable(self) -> bool:
+        """Whether `distribution` can say what `recommend` would serve (it can when serving is
+        the shared step over `candidates`, not a `recommend` of the class's own)."""
+        return type(self).recommend is Recommender.recommend or type(self).distribution is not Recommender.distribution
+
+    async def distribution(self, query: Query) -> Distribution | None:
+        """Every track `recommend` could serve for this query and its probability (the same
+        candidates and serving step, no draw); None when it would leave it to the fallback."""
+        if not self.replayable:
+            raise NotImplementedError(f"{self.name} decides in its own recommend: its probabilities are unknown")
+        found = await self.candidates(query)
+        return None if found is None else self.options(query, *found)
+
     def choose(self, query: Query, tracks: list[int], scores: list[float] | None = None) -> int | None:
         """The serving step: unheard candidates (the first `k`), re-ranked by artist fatigue in
         this session, then the best one, a uniform draw, or a softmax draw over scores — or,
-        with `explore`, a uniform draw from the candidate pool with that probability. Sets the
-        query's `propensity` (the served track's probability under this whole step) and
-        `candidates` (how many it was chosen among)."""
+        with `explore`, a uniform draw from the candidate pool (or from the catalog's unheard
+        tracks) with that probability. Sets the query's `propensity` (the served track's
+        probability under this whole step), `candidates` (how many it was chosen among) and
+        `deterministic` (no draw at all: a ranked pick without exploration)."""
         spec = self.spec
-        heard = query.heard(spec.heard)
-        policy = spec.policy
-        if (policy == "ranked" and not spec.explore
+        if (spec.policy == "ranked" and not spec.explore
                 and (scores is None or all(map(operator.ge, scores, islice(scores, 1, None))))):
+            heard = query.heard(spec.heard)
             best = self._best(query, tracks, scores, heard)
             if best is not None:
                 fresh = len(tracks) - len(heard.intersection(tracks))
                 query.propensity, query.candidates = 1.0, fresh if spec.k is None else min(spec.k, fresh)
+                query.deterministic = True
             return best
+        found = self._pick(query, tracks, scores)
+        if found is None:
+            return None
+        fresh, pick, heard = found
+        if spec.explore_pool == "catalog" and spec.explore:
+            size = self.resources.catalog.size
+            if query.rng.random() < spec.explore:  # any unheard track of the catalog
+                track = query.rng.randrange(size)
+                while track in heard:
+                    track = query.rng.randrange(size)
+            else:
+                track = tracks[fresh[self._draw(query, pick, False)]]
+            floor = spec.explore / (size - len(heard))
+            chance = next((chance for index, chance in zip(fresh, pick) if tracks[index] == track), 0.0)
+            query.propensity, query.candidates = (1 - spec.explore) * chance + floor, size - len(heard)
+            return track
+        chances = self._explored(pick)
+        index = self._draw(query, chances, bool(spec.explore))
+        query.propensity, query.candidates = chances[index], len(fresh)
+        query.deterministic = spec.policy == "ranked" and not spec.explore
+        return tracks[fresh[index]]
+
+    def options(self, query: Query, tracks: list[int], scores: list[float] | None = None) -> Distribution | None:
+        """What `choose` would serve for this query, as a whole distribution over tracks (the
+        same step, no draw): for off-policy evaluation. None when it would serve nothing."""
+        found = self._pick(query, tracks, scores)
+        if found is None:
+            return None
+        fresh, pick, heard = found
+        served = [tracks[index] for index in fresh]
+        spec = self.spec
+        if spec.explore_pool == "catalog" and spec.explore:
+            floor = spec.explore / (self.resources.catalog.size - len(heard))
+            return Distribution(served, [(1 - spec.explore) * chance + floor for chance in pick], floor, heard)
+        return Distribution(served, self._explored(pick))
+
+    def _pick(self, query: Query, tracks: list[int], scores: list[float] | None
+              ) -> tuple[list[int], list[float], set[int]] | None:
+        """The pick before exploration: the candidates' positions left after the heard filter,
+        the first `k` and re-ranking, each one's chance, and the heard tracks."""
+        spec = self.spec
+        heard = query.heard(spec.heard)
         fresh = [i for i, track in enumerate(tracks) if track not in heard]
         if spec.k is not None:
             fresh = fresh[: spec.k]
         if not fresh:
             return None
+        policy = spec.policy
         reranked = spec.artist_discount is not None or spec.artist_cap is not None
-        if policy == "uniform" and not reranked and not spec.explore:  # the common case needs no values
-            query.propensity, query.candidates = 1.0 / len(fresh), len(fresh)
-            return tracks[fresh[query.rng.randrange(len(fresh))]]
+        if policy == "uniform" and not reranked:  # the common case needs no values
+            return fresh, [1.0 / len(fresh)] * len(fresh), heard
         values = [scores[i] for i in fresh] if scores is not None else [1.0] * len(fresh)
         if reranked:
             plays = query.artist_plays()
@@ -257,9 +333,8 @@ class Recommender(ABC):
             fresh, values = kept, kept_values
         count = len(fresh)
         if policy == "ranked":
-            best = max(range(count), key=values.__getitem__)  # the first of equals: list order
             chances = [0.0] * count
-            chances[best] = 1.0
+            chances[max(range(count), key=values.__getitem__)] = 1.0  # the first of equals: list order
         elif policy == "softmax":
             top = max(values)
             weights = [math.exp((value - top) / spec.temperature) for value in values]
@@ -267,19 +342,27 @@ class Recommender(ABC):
             chances = [weight / total for weight in weights]
         else:
             chances = [1.0 / count] * count
-        if spec.explore:  # epsilon-greedy: the pick's chances, mixed with a uniform draw over the pool
-            pool = min(count, spec.explore_pool or count)
-            chances = [(1 - spec.explore) * chance + (spec.explore / pool if i < pool else 0.0)
-                       for i, chance in enumerate(chances)]
-        if policy == "ranked" and not spec.explore:
-            index = best
-        elif policy == "uniform" and not spec.explore:
-            index = query.rng.randrange(count)
-        else:
-            index = query.rng.choices(range(count), weights=chances)[0]
-        query.propensity, query.candidates = chances[index], count
-        return tracks[fresh[index]]
+        return fresh, chances, heard
 
+    def _explored(self, chances: list[float]) -> list[float]:
+        """Epsilon-greedy over the candidate pool: the pick's chances mixed with a uniform draw
+        among the first `explore_pool` of them."""
+        spec = self.spec
+        if not spec.explore or spec.explore_pool == "catalog":
+            return chances
+        pool = min(len(chances), spec.explore_pool or len(chances))
+        return [(1 - spec.explore) * chance + (spec.explore / pool if i < pool else 0.0)
+                for i, chance in enumerate(chances)]
+
+    def _draw(self, query: Query, chances: list[float], mixed: bool) -> int:
+        """The position drawn with `chances`: none for a plain ranked pick, one `randrange` for
+        a plain uniform one, else a weighted draw."""
+        policy = self.spec.policy
+        if not mixed and policy == "ranked":
+            return chances.index(1.0)
+        if not mixed and policy == "uniform":
+            return query.rng.randrange(len(chances))
+        return query.rng.choices(range(len(chances)), weights=chances)[0]
 
     def _best(self, query: Query, tracks: list[int], scores: list[float] | None, heard: set[int]) -> int | None:
         """`choose` with pick = "ranked" over candidates in score order (non-increasing): the
@@ -319,6 +402,9 @@ class Random(Recommender):
         size = self.resources.catalog.size
         query.propensity, query.candidates = 1.0 / size, size
         return query.rng.randrange(size)
+
+    async def distribution(self, query: Query) -> Distribution:
+        return Distribution([], [], 1.0 / self.resources.catalog.size)
 
 
 class TopPop(Recommender):
@@ -421,7 +507,9 @@ class LastLiked(Recommender):
         for other in await self.store.random_likers(anchor, 5, query.rng):
             if other != query.user:
                 track = self.choose(query, await self.store.liked_tracks(other))
-                if track is not None:
+                if track is not None:  # its chance given the likers drawn, not overall: unknown
+                    query.propensity = None
+                    query.deterministic = False
                     return track
         return None
 
@@ -470,6 +558,7 @@ class Answer(NamedTuple):
     fallback: bool
     propensity: float | None = None  # the track's probability under the answering recommender's serving step
     candidates: int | None = None
+    deterministic: bool = False
 
 
 class Chain:
@@ -485,6 +574,7 @@ class Chain:
     async def recommend(self, query: Query) -> Answer:
         for position, member in enumerate(self.members):
             query.propensity = query.candidates = None  # set again by the member that answers, if it can
+            query.deterministic = False
             try:
                 track = await member.recommend(query)
             except Unavailable as error:  # the store went away after the play was recorded
@@ -496,6 +586,28 @@ class Chain:
             if track is None:
                 continue
             if isinstance(track, int) and 0 <= track < self.n_tracks:
-                return Answer(track, member.name, position > 0, query.propensity, query.candidates)
+                return Answer(track, member.name, position > 0, query.propensity, query.candidates,
+                              query.deterministic)
             logger.error("recommender %s returned %r, not a track id; using its fallback", member.name, track)
         raise AssertionError("Random always answers")
+
+    async def distribution(self, query: Query) -> tuple[Distribution, str]:
+        """What `recommend` would serve for this query, as probabilities, and the member that
+        would answer: the first whose distribution is not None, as `recommend` asks them (a
+        member that raises is passed over, as there). For a member that declines only by
+        the query (all candidate-based ones do), this is the whole chain's distribution."""
+        for member in self.members:
+            try:
+                found = await member.distribution(query)
+            except NotImplementedError:
+                raise
+            except Exception:
+                logger.exception("recommender %s failed on a replayed query of user %d", member.name, query.user)
+                continue
+            if found is not None:
+                return found, member.name
+        raise AssertionError("Random always answers")
+
+    def unreplayable(self) -> list[str]:
+        """The members whose probabilities cannot be computed (they decide in their own recommend)."""
+        return [member.name for member in self.members if not member.replayable]
