@@ -145,6 +145,21 @@ def test_a_candidate_the_logger_never_supports_is_flagged(days: Path) -> None:
                for row in rows if row["estimator"] != "dm")
 
 
+def test_the_reward_model_is_fitted_on_track_means_without_the_rows_own_user() -> None:
+    """A row's track mean leaves out its own user's plays of the track, as they are left out
+    where the row's half is scored: user 0 played track 1 twice (times 1.0 and 0.0), user 1 once
+    (0.5), so user 0's rows see only user 1's play and user 1's only user 0's."""
+    import numpy as np
+
+    from botify.analysis.ope import SHRINK, RewardModel
+
+    user, track, reward = np.array([0, 0, 1]), np.array([1, 1, 1]), np.array([1.0, 0.0, 0.5])
+    sums, counts = np.bincount(track, reward, minlength=2), np.bincount(track, minlength=2)
+    stats = RewardModel._held_out_stats(user, track, reward, sums, counts, 0.2)
+    assert stats[:, 0] == pytest.approx([(0.5 + SHRINK * 0.2) / (1 + SHRINK)] * 2 + [(1.0 + SHRINK * 0.2) / (2 + SHRINK)])
+    assert stats[:, 1] == pytest.approx([1 / (1 + SHRINK)] * 2 + [2 / (2 + SHRINK)])
+
+
 def test_bad_input_is_one_line(days: Path, tmp_path: Path) -> None:
     from botify.cli.main import cli
 

@@ -33,10 +33,15 @@ IPS mean(w r); SNIPS sum(w r) / sum(w); DM mean(sum_a candidate(a) q(x, a)); DR 
 - q(x, a_logged))). The reward model q is a ridge regression of the time played on a few
 features of (session so far, track) — already heard in the session, plays of the track's
 artist in the session and the time of the latest one, same artist as the session's first
-track, the track's shrunk mean time when recommended — cross-fitted on two halves of the users
-(each half is scored by the model fitted on the other half). Where the candidate spreads mass over the whole catalog (Random,
-exploration), its expected q is the listed tracks' exact sum plus the rest's mass times the
-mean q over a seeded sample of the rest.
+track, the track's shrunk mean time when recommended and the share of that mean that is data —
+cross-fitted on two halves of the users (each half is scored by the model fitted on the other
+half; the track means a row is fitted with leave its own user's plays out, as they are out
+when it is scored). Each decision is weighted by the candidate's importance weight, so q fits
+best where the candidate plays: fitted unweighted it fits the logger's choices, and valued a
+random track at 0.30 where the logs say 0.17, an error DR's correction carries whenever the
+weights' mean strays from 1 (README, "Off-policy evaluation"). Where the candidate spreads mass
+over the whole catalog (Random, exploration), its expected q is the listed tracks' exact sum
+plus the rest's mass times the mean q over a seeded sample of the rest.
 
 95% confidence intervals: percentile bootstrap over users (a user's decisions are not
 independent), the whole estimator recomputed from per-user sums on each resample. The
@@ -221,13 +226,20 @@ def replay(logged: Logged, catalog, spec, artifacts: dict, history_length: int |
     return asyncio.run(_replay(logged, chain, resources.artist_of, store))
 
 
+def _track_stats(sums: np.ndarray, counts: np.ndarray, overall: float) -> np.ndarray:
+    """A track's mean time shrunk toward `overall`, and the share of it that is data: the
+    shrunk mean of a track the logs hardly hold is the logged mean, which is the logger's
+    choices' (good ones), not a random track's; the share lets the model tell the two apart."""
+    return np.column_stack([(sums + SHRINK * overall) / (counts + SHRINK), counts / (counts + SHRINK)])
+
+
 class RewardModel:
     """Ridge regression of time played on features of (session so far, track), from the logs."""
 
     NAMES = ("bias", "heard in session", "artist plays", "artist played", "artist's latest time",
-             "artist of first track", "track mean time")
+             "artist of first track", "track mean time", "track's share of data")
     DESCRIPTION = ("ridge regression of time played on: " + ", ".join(NAMES[1:]) +
-                   "; cross-fitted on two halves of the users")
+                   "; weighted by the candidate's importance weights; cross-fitted on two halves of the users")
 
     def __init__(self, logged: Logged, artists: np.ndarray) -> None:
         self.artists = artists
@@ -255,7 +267,9 @@ class RewardModel:
         high = np.searchsorted(keys, base + step, side="right")
         return high - low, high - 1
 
-    def features(self, sid: np.ndarray, step: np.ndarray, track: np.ndarray, track_mean: np.ndarray) -> np.ndarray:
+    def features(self, sid: np.ndarray, step: np.ndarray, track: np.ndarray, track_stats: np.ndarray) -> np.ndarray:
+        """The model's inputs; `track_stats` holds each pair's track mean time and the share of
+        it that is data (n / (n + SHRINK)), as `_track_stats` makes them."""
         artist = self.artists[track]
         artist_width = int(self.artists[self.track].max()) + 1
         track_width = int(self.track.max()) + 1
@@ -268,36 +282,62 @@ class RewardModel:
         heard = np.where(inside_t, heard, 0) > 0
         first_artist = self.artists[self.first_track[sid]]
         return np.column_stack([np.ones(len(track)), heard, np.minimum(plays, 5), plays > 0, latest_time,
-                                artist == first_artist, track_mean]).astype(float)
+                                artist == first_artist, track_stats]).astype(float)
 
-    def fit(self, logged: Logged, rows: np.ndarray, fold: np.ndarray, n_tracks: int) -> None:
-        """Fit one model per half of the users on the logged decisions `rows`."""
-        self.models, self.means = [], []
+    def fit(self, logged: Logged, rows: np.ndarray, fold: np.ndarray, n_tracks: int,
+            weight: np.ndarray | None = None) -> None:
+        """Fit one model per half of the users on the logged decisions `rows`, each weighted by
+        `weight` (the candidate's importance weight: the fit is then best where the candidate
+        plays, which is where DM and DR use it; unweighted in a half where they sum to 0)."""
+        self.models, self.stats = [], []
         track, reward = logged.recommendation[rows], logged.reward[rows]
+        weight = np.ones(len(rows)) if weight is None else np.asarray(weight, dtype=float)
         residuals = np.empty(len(rows))
         for half in (0, 1):
             train = fold != half
+            w = weight[train] if weight[train].sum() > 0 else np.ones(int(train.sum()))
             overall = reward[train].mean() if train.any() else 0.0
             sums = np.bincount(track[train], reward[train], minlength=n_tracks)
             counts = np.bincount(track[train], minlength=n_tracks)
-            means = (sums + SHRINK * overall) / (counts + SHRINK)
-            x = self.features(logged.sid[rows][train], logged.step[rows][train], track[train], means[track[train]])
-            penalty = 1e-3 * len(x) * np.eye(x.shape[1])
+            stats = _track_stats(sums, counts, overall)
+            x = self.features(logged.sid[rows][train], logged.step[rows][train], track[train],
+                              self._held_out_stats(logged.user[rows][train], track[train], reward[train], sums, counts,
+                                                   overall))
+            penalty = 1e-3 * w.sum() * np.eye(x.shape[1])
             penalty[0, 0] = 0.0
-            coefficients = np.linalg.solve(x.T @ x + penalty, x.T @ reward[train])
+            coefficients = np.linalg.solve(x.T @ (x * w[:, None]) + penalty, x.T @ (w * reward[train]))
             self.models.append(coefficients)
-            self.means.append(means)
+            self.stats.append(stats)
             test = ~train
-            x_test = self.features(logged.sid[rows][test], logged.step[rows][test], track[test], means[track[test]])
+            x_test = self.features(logged.sid[rows][test], logged.step[rows][test], track[test], stats[track[test]])
             residuals[test] = reward[test] - np.clip(x_test @ coefficients, 0, 1)
-        self.r2 = float(1 - residuals.var() / reward.var()) if reward.var() > 0 else float("nan")
+        total = weight.sum()
+        if total > 0:
+            mean = (weight * reward).sum() / total
+            spread = (weight * (reward - mean) ** 2).sum()
+            self.r2 = float(1 - (weight * residuals**2).sum() / spread) if spread > 0 else float("nan")
+        else:
+            self.r2 = float("nan")
+
+    @staticmethod
+    def _held_out_stats(user: np.ndarray, track: np.ndarray, reward: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+                        overall: float) -> np.ndarray:
+        """Each training row's track statistics without its own user's plays of the track: the
+        model is scored on users whose plays are in no mean, so it must be fitted that way too.
+        A mean that holds the row's own reward (for a track heard once, a sixth of it) makes
+        the fit over-trust the mean, and leaves it no rows where the mean is all prior, as it
+        is out of fold for most of the catalog."""
+        _, pair, pair_counts = np.unique(user * (int(track.max()) + 1) + track, return_inverse=True,
+                                         return_counts=True)
+        pair_sums = np.bincount(pair, reward)
+        return _track_stats(sums[track] - pair_sums[pair], counts[track] - pair_counts[pair], overall)
 
     def predict(self, half: np.ndarray, sid: np.ndarray, step: np.ndarray, track: np.ndarray) -> np.ndarray:
         """q(x, a) for pairs, each scored by the model fitted on the other half of the users."""
         out = np.empty(len(track))
         for model in (0, 1):
             use = half == model  # rows of half 0 are scored by the model fitted without them
-            x = self.features(sid[use], step[use], track[use], self.means[model][track[use]])
+            x = self.features(sid[use], step[use], track[use], self.stats[model][track[use]])
             out[use] = np.clip(x @ self.models[model], 0, 1)
         return out
 
@@ -417,7 +457,7 @@ def _model_terms(logged: Logged, replayed: Replayed, model: RewardModel, rows: n
                  seed: int) -> tuple[np.ndarray, np.ndarray]:
     """q(x, logged track) and the candidate's expected q(x, a) on every decision."""
     half = (logged.user[rows] * 2654435761 % (1 << 32)) % 2
-    model.fit(logged, rows, half, catalog_size)
+    model.fit(logged, rows, half, catalog_size, replayed.chance / logged.propensity[rows])
     sid, step = logged.sid[rows], logged.step[rows]
     q_logged = model.predict(half, sid, step, logged.recommendation[rows])
     counts = np.diff(replayed.offsets)

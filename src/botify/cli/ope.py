@@ -81,7 +81,7 @@ def ope(logs, candidate, catalog, artifacts_dir, estimators, estimands, experime
                       f"[{_number(row.low)}, {_number(row.high)}]",
                       "-" if row.ess is None else f"{row.ess:,.0f}", f"{row.n:,}", "; ".join(row.warnings))
     console.print(table)
-    console.print(f"reward model (dm, dr): {result.reward_model}; cross-fitted R² {_number(result.reward_r2)}")
+    console.print(f"reward model (dm, dr): {result.reward_model}; cross-fitted R² (weighted as fitted) {_number(result.reward_r2)}")
     skipped = {reason: count for reason, count in result.excluded.items() if count}
     if skipped:
         console.print("not evaluated: " + ", ".join(f"{count:,} decisions {reason}" for reason, count in skipped.items()))
