@@ -305,6 +305,8 @@ def test_a_bad_redis_key_is_its_users_problem_only(redis_server, redis_url: str,
         redis_server.command("RPUSH", "botify:history:400", "not json")
         redis_server.command("LPUSH", "botify:history:400", "[1, 2]")
         assert (await store.listen(400, Listen(6, 1.0, 2))).history == [Listen(6, 1.0, 2), Listen(5, 0.5, 2)]
+        redis_server.command("LPUSH", "botify:history:500", "[7, 1.0, 2], [8, 1.0, 2]")  # two in one entry: junk
+        assert (await store.listen(500, Listen(9, 1.0, 2))).history == [Listen(9, 1.0, 2)]
         # Catalog and artifacts are served from memory: Redis holds only the version's marker.
         assert redis_server.command("KEYS", f"botify:{store.version}:*").split() == [f"botify:{store.version}:ready"]
         assert await store.track(3) == small_world.catalog.records[3]
