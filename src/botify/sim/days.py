@@ -172,3 +172,15 @@ class Population:
                 return cls(ReturningSpec.model_validate_json(str(data["spec"])), *(data[name] for name in cls.FIELDS))
         except (OSError, KeyError, ValueError) as error:
             raise BotifyError(f"{path}: not a listeners' state file ({error})") from error
+
+
+def listener_days(config: Path | None = None, returning: bool = False, trending: bool = False) -> ListenerDays:
+    """The `[returning]` and `[trending]` tables of a config file (TOML, JSON or YAML), each
+    switched on with its defaults by its flag when the file has none."""
+    from botify.config import load_config, validate_config
+
+    found = load_config(config, ListenerDays) if config is not None else validate_config(ListenerDays, {})
+    return found.model_copy(update={
+        "returning": found.returning or (ReturningSpec() if returning else None),
+        "trending": found.trending or (TrendingSpec() if trending else None),
+    })
