@@ -63,7 +63,7 @@ class TrendingSpec(BaseModel):
     strength: float = Field(0.6, ge=0, description="affinity bonus of a track on its first trending day (added to "
                                                    "the inner product of track and taste for every listener)")
     persistence: float = Field(0.5, ge=0, lt=1, description="share of its hype a trending track keeps each next day")
-    start_share: float = Field(0.1, ge=0, le=1, description="chance that a session opens on a trending track (drawn "
+    start_share: float = Field(0.3, ge=0, le=1, description="chance that a session opens on a trending track (drawn "
                                                             "by hype) rather than near one of the listener's interests")
 
 
