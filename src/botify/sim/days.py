@@ -9,8 +9,9 @@ exponentially weighted mean of their daily mean session time, against a per-list
 expectation (lognormal around `expectation`, which is about what Random gives on the
 calibrated world). At par the chance is `base_return`, so without good recommendations the
 population decays; each further day away multiplies it by `recall`. Each day's listeners
-are the returning ones plus `episodes` first-time listeners (as many as are left). The
-state is a few arrays per user (`Population`): it travels between days in memory
+are the returning ones plus `episodes` first-time listeners (as many as are left); a
+listener has one session that day and, the more satisfied, more (Poisson), run in rounds so
+that one listener's sessions never overlap at the service. The state is a few arrays per user (`Population`): it travels between days in memory
 (`Simulation`) or in a file (`botify loop` writes `dayN/listeners.npz`), and every draw is
 seeded by (seed, day), so the same seed gives the same listeners.
 
@@ -52,6 +53,9 @@ class ReturningSpec(BaseModel):
                                                       "calibrated world)")
     expectation_sd: float = Field(0.25, ge=0, description="spread of the listeners' own expectations (sd of its log)")
     recall: float = Field(0.3, ge=0, le=1, description="factor on the chance to come back for each further day away")
+    extra_sessions: float = Field(0.5, ge=0, description="mean further sessions (Poisson) on a day a listener comes, "
+                                                         "times their recent session time / expectation (up to 4)")
+    max_sessions: int = Field(5, ge=1, description="most sessions a listener has in a day")
 
 
 class TrendingSpec(BaseModel):
@@ -131,19 +135,29 @@ class Population:
         """Each user's chance to listen on `day` (0 for those who never did)."""
         spec = self.spec
         seen = self.last_day > 0
-        ratio = np.where(seen, self.recent, 1.0) / self.expectation
-        logit = np.log(spec.base_return / (1 - spec.base_return)) + spec.sensitivity * np.log(np.maximum(ratio, 1e-9))
+        logit = (np.log(spec.base_return / (1 - spec.base_return))
+                 + spec.sensitivity * np.log(np.maximum(self.satisfaction(), 1e-9)))
         away = np.maximum(day - 1 - self.last_day, 0)
         return np.where(seen, spec.recall ** away / (1 + np.exp(-logit)), 0.0)
 
-    def listeners(self, day: int, newcomers: int, seed: int) -> np.ndarray:
-        """The day's listeners, in a seeded random order: those who come back, plus up to
-        `newcomers` who never listened."""
+    def satisfaction(self) -> np.ndarray:
+        """Recent session time over expectation (1 for those who never listened)."""
+        return np.where(self.last_day > 0, self.recent, self.expectation) / self.expectation
+
+    def listeners(self, day: int, newcomers: int, seed: int) -> list[np.ndarray]:
+        """The day's sessions as rounds of distinct listeners in a seeded random order: round
+        k holds those with more than k sessions today. The listeners are those who come back
+        plus up to `newcomers` who never listened; each has one session and a Poisson number
+        more, growing with their satisfaction."""
+        spec = self.spec
         rng = stream(seed, day, POPULATION_STREAM)
         back = np.flatnonzero(rng.random(len(self.last_day)) < self.return_chance(day))
         never = np.flatnonzero(self.last_day == 0)
         new = rng.choice(never, min(newcomers, len(never)), replace=False)
-        return rng.permutation(np.concatenate([back, new]))
+        users = rng.permutation(np.concatenate([back, new]))
+        more = rng.poisson(spec.extra_sessions * np.clip(self.satisfaction()[users], 0, 4))
+        sessions = 1 + np.minimum(more, spec.max_sessions - 1)
+        return [users[sessions > k] for k in range(int(sessions.max(initial=0)))]
 
     def update(self, day: int, users: np.ndarray, times: np.ndarray) -> None:
         """Fold the day's sessions (user, session time) into the state."""

@@ -115,10 +115,11 @@ def run_chunk(
     chunk: int,
     on_sessions_done: Callable[[int], None] = lambda count: None,
     users: np.ndarray | None = None,
+    first: int | None = None,
 ) -> ChunkResult:
     """Simulate chunk `chunk` of day `day` to the end of its last session; its listeners are
-    `users` when given (returning listeners), else drawn."""
-    first = chunk * settings.chunk_size
+    `users` when given (returning listeners), numbered from episode `first`, else drawn."""
+    first = chunk * settings.chunk_size if first is None else first
     size = min(settings.chunk_size, settings.episodes - first) if users is None else len(users)
     episodes = np.arange(first, first + size)
     rng = np.random.default_rng([settings.seed, day, chunk])
@@ -255,11 +256,11 @@ class DayInterrupted(BotifyError):
         self.agent_report = agent_report or {}
 
 
-def _work_on_chunk(day: int, chunk: int, users: np.ndarray | None) -> ChunkResult:
+def _work_on_chunk(day: int, chunk: int, users: np.ndarray | None, first: int | None) -> ChunkResult:
     if "error" in _worker:
         raise _worker["error"]
     return run_chunk(
-        _worker["model"], _worker["agent"], _worker["settings"], day, chunk, _worker["progress"].put, users
+        _worker["model"], _worker["agent"], _worker["settings"], day, chunk, _worker["progress"].put, users, first
     )
 
 
@@ -278,10 +279,11 @@ class Simulation:
         self._agent: Agent | None = None
         # Returning listeners' state, carried from day to day (`botify loop` sets it from a file).
         self.population: Population | None = None
-        self._listeners: dict[int, np.ndarray] = {}
+        self._listeners: dict[int, list[np.ndarray]] = {}
 
-    def listeners(self, day: int) -> np.ndarray | None:
-        """The day's listeners with returning listeners on (drawn once per day), else None."""
+    def listeners(self, day: int) -> list[np.ndarray] | None:
+        """With returning listeners, the day's sessions as rounds of distinct listeners (drawn
+        once per day); else None."""
         spec = self.settings.returning
         if spec is None:
             return None
@@ -295,16 +297,24 @@ class Simulation:
     def sessions_on(self, day: int) -> int:
         """How many sessions `day` will have."""
         found = self.listeners(day)
-        return self.settings.episodes if found is None else len(found)
+        return self.settings.episodes if found is None else sum(len(users) for users in found)
 
-    def _chunks(self, day: int) -> list[np.ndarray | None]:
-        """Each chunk's listeners (None: the chunk draws its own)."""
+    def _rounds(self, day: int) -> list[list[tuple[int, np.ndarray | None, int | None]]]:
+        """The day's chunks as (chunk, listeners, first episode), in rounds that run one after
+        the other, so that a listener's sessions never overlap (None: the chunk draws its own)."""
         found, size = self.listeners(day), self.settings.chunk_size
         if found is None:
-            return [None] * -(-self.settings.episodes // size)
-        if not len(found):
+            return [[(chunk, None, None) for chunk in range(-(-self.settings.episodes // size))]]
+        if not found:
             raise BotifyError(f"day {day}: no listener came back and no first-time listener is left")
-        return [found[start:start + size] for start in range(0, len(found), size)]
+        rounds, chunk, first = [], 0, 0
+        for users in found:
+            rounds.append([])
+            for start in range(0, len(users), size):
+                rounds[-1].append((chunk, users[start:start + size], first + start))
+                chunk += 1
+            first += len(users)
+        return rounds
 
     def _local(self) -> tuple[ListenerModel, Agent]:
         if self._model is None:
@@ -323,14 +333,16 @@ class Simulation:
         try:
             if self.settings.processes == 1:
                 model, agent = self._local()
-                for chunk, users in enumerate(self._chunks(day)):
+                for chunk, users, first in (item for chunks in self._rounds(day) for item in chunks):
                     try:
-                        results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done, users))
+                        results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done, users,
+                                                 first))
                     except BotifyError as error:
                         unfinished.append(getattr(error, "agent_report", {}))
                         raise
             else:
-                self._run_on_pool(day, on_sessions_done, results, unfinished)
+                for chunks in self._rounds(day):
+                    self._run_on_pool(day, chunks, on_sessions_done, results, unfinished)
         except BotifyError as error:
             report: dict[str, int] = {}
             for counters in [item.agent_report for item in results] + unfinished:
@@ -346,9 +358,10 @@ class Simulation:
             self.population.update(day, summary.result.user, summary.result.time)
         return summary
 
-    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None], results: list[ChunkResult],
+    def _run_on_pool(self, day: int, chunks: list[tuple[int, np.ndarray | None, int | None]],
+                     on_sessions_done: Callable[[int], None], results: list[ChunkResult],
                      unfinished: list[dict[str, int]]) -> None:
-        """Run the day's chunks on the pool, appending each finished chunk to `results` and the
+        """Run chunks of the day on the pool, appending each finished chunk to `results` and the
         agent counters of each failed one to `unfinished`."""
         context = multiprocessing.get_context("spawn")
         if self._pool is None:
@@ -363,8 +376,7 @@ class Simulation:
                     self._progress,
                 ),
             )
-        pending = [self._pool.apply_async(_work_on_chunk, (day, chunk, users))
-                   for chunk, users in enumerate(self._chunks(day))]
+        pending = [self._pool.apply_async(_work_on_chunk, (day, *chunk)) for chunk in chunks]
         try:
             while not all(item.ready() for item in pending):
                 try:
