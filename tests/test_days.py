@@ -246,30 +246,15 @@ def test_better_sessions_raise_the_return_rate(crowd_dir: Path, tmp_path: Path) 
     assert "Day 3: retention in KEEP over days 2-3" in report
 
 
-TWINS = """
-[[train]]
-model = "trending"
-name = "twin"
-params = { half_life = 0 }
-
-[[train]]
-model = "trending"
-name = "trending"
-params = { half_life = 2000 }
-
-[[experiments]]
-name = "TREND"
-treatments = [
-    "random",
-    { recommender = { kind = "top_pop", artifact = "twin/top_tracks.json", k = 20, pick = "ranked", fallback = "random" } },
-    { recommender = { kind = "top_pop", artifact = "trending/top_tracks.json", k = 20, pick = "ranked", fallback = "random" } },
-]
-"""
+# The README's comparison (examples/trending.toml), its half-life scaled to this test's 2,000-session days.
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "trending.toml"
+TWINS = EXAMPLE.read_text().replace("half_life = 10000", "half_life = 2000")
 
 
 def test_the_time_aware_model_follows_the_trend(crowd_dir: Path, tmp_path: Path) -> None:
     """With trending tracks, the decayed popularity beats its time-unaware twin once the logs
     span days with different trends (day 2 serves lists learned from day 1 alone)."""
+    assert "half_life = 2000" in TWINS
     summary = _loop(tmp_path, TWINS, "--days", "4", "--world", str(crowd_dir), "--day1-episodes", "2000",
                     "--episodes", "2000", "--trending", "--compare", "T1")
     last = {row["treatment"]: row for row in summary["days"][-1]["treatments"]}
