@@ -22,8 +22,10 @@ import html
 
 import numpy as np
 
+from botify.analysis.report import _table
+from botify.analysis.verdict import SHORT_NAMES, format_p, label
+
 RETENTION_METRICS = ("days_active", "return_rate", "run_sessions")
-SHORT_NAMES = {"days_active": "days active", "return_rate": "return rate", "run_sessions": "sessions/user"}
 
 
 def _stack(days: dict[int, dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -76,8 +78,6 @@ def retention_pre(users: dict[str, np.ndarray], before: dict[int, dict[str, np.n
 def retention_table(result, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows, one per treatment: users, then each retention metric's mean with its
     effect against the control (95% interval, Holm p)."""
-    from botify.analysis.verdict import format_p, label
-
     means = {(item.treatment, item.metric): item for item in result.stats}
     versus = {(item.treatment, item.metric): item for item in result.comparisons}
     headers = ["treatment", "users"] + [SHORT_NAMES[metric] for metric in RETENTION_METRICS]
@@ -96,8 +96,6 @@ def retention_table(result, labels: dict[str, str]) -> tuple[list[str], list[lis
 
 def render_retention(result, labels: dict[str, str], title: str) -> str:
     """An HTML section for the loop's report: the retention table of one day."""
-    from botify.analysis.report import _table
-
     headers, rows = retention_table(result, labels)
     cuped = " (CUPED with the days before the experiment)" if any(item.cuped for item in result.comparisons) else ""
     return (f"<section><h2>{html.escape(title)}</h2><p>Means per user over the experiment days so far; in brackets "
