@@ -214,18 +214,15 @@ class DailyLoop:
         headers, rows = retention_table(result, labels)
         console.print(text_table(headers, rows, title), soft_wrap=True)
         self.sections.append(render_retention(result, labels, title))
-        rows = []
+        merged: dict[str, dict[str, Any]] = {}  # treatment → its row, every metric's mean and effect
         for metric in RETENTION_METRICS:
             for row in day_summary(day, experiment, result, {}, metric)["treatments"]:
-                merged = next((item for item in rows if item["treatment"] == row["treatment"]), None)
-                if merged is None:
-                    merged = {key: row[key] for key in ("treatment", "recommender", "users")}
-                    rows.append(merged)
-                merged[metric] = row[metric]
+                item = merged.setdefault(row["treatment"], {key: row[key] for key in ("treatment", "recommender", "users")})
+                item[metric] = row[metric]
                 if "vs_control" in row:
-                    merged.setdefault("vs_control", {})[metric] = row["vs_control"]
+                    item.setdefault("vs_control", {})[metric] = row["vs_control"]
         return {"days": list(range(2, day + 1)), "cuped": any(item.cuped for item in result.comparisons),
-                "treatments": rows}
+                "treatments": list(merged.values())}
 
     def _offline_vs_online(self, day: int, experiment, entry: dict) -> dict[str, Any]:
         """Judge the artifacts served on `day` offline on that day's own logs (they were trained
