@@ -259,3 +259,10 @@ def test_the_time_aware_model_follows_the_trend(crowd_dir: Path, tmp_path: Path)
                     "--episodes", "2000", "--trending", "--compare", "T1")
     last = {row["treatment"]: row for row in summary["days"][-1]["treatments"]}
     assert last["T2"]["vs_T1"]["ci_pct"][0] > 0, last["T2"]["vs_T1"]
+    # Every day's CUPED pre-period is day 1 (untreated): a large raw difference keeps its sign.
+    for day in summary["days"]:
+        rows = {row["treatment"]: row for row in day["treatments"]}
+        for name in ("T1", "T2"):
+            raw = rows[name]["mean_time_per_session"] / rows["C"]["mean_time_per_session"] - 1
+            if abs(raw) > 0.2:
+                assert np.sign(rows[name]["vs_control"]["effect_pct"]) == np.sign(raw), (day["day"], name)

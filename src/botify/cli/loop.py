@@ -3,7 +3,7 @@
 Day 1 serves Random (cold start). Before each later day the configured models are trained
 on all logs so far, the experiment is written next to them and `POST /admin/reload` swaps
 both into the running service; after each day `/admin/reload` closes that day's log files, so
-every day is analysed on its own events, with the previous day as the CUPED pre-period.
+every day is analysed on its own events, with day 1 (Random for all) as the CUPED pre-period.
 
 Each day has its own folder: `DIR/dayN/log` (that day's events, moved there once the reload
 has closed them) and `DIR/dayN/artifacts` (what was trained before it and served on it);
@@ -184,7 +184,9 @@ class DailyLoop:
         for experiment in self.plan.service.active:
             users, summary = user_metrics(self.day_files[day], experiment.name, timeline=True)
             self.day_users[(experiment.name, day)] = users
-            pre = user_metrics(self.day_files[day - 1], None)[0] if day > 1 else None
+            # CUPED's pre-period is day 1, the last day before any experiment: a later day was
+            # already treated, and adjusting for it would take the treatment's own effect out.
+            pre = user_metrics(self.day_files[1], None)[0] if day > 1 else None
             names = list(experiment.treatment_names)
             result = analyze(users, experiment.name, "C", pre, treatments=names)
             console.print(f"\n[bold]Day {day}[/]")
