@@ -109,14 +109,20 @@ TOML_BLOCKS = blocks("toml")
 @pytest.mark.parametrize(("line", "text", "run"), TOML_BLOCKS, ids=[f"README:{b[0]}" for b in TOML_BLOCKS])
 def test_every_toml_block_validates(line: int, text: str, run: bool) -> None:
     """A block is a whole experiments file (validated as `botify loop` reads it, `[[train]]`
-    included) or a fragment of one (`[[train]]` or `[[experiments]]` entries alone)."""
+    included), a fragment of one (`[[train]]` or `[[experiments]]` entries alone), or a
+    `--sim-config` file (`[returning]` and `[trending]` tables)."""
     from botify.cli.loop import LoopPlan
+    from botify.config import validate_config
+    from botify.sim.days import ListenerDays
 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         pytest.fail(f"README line {line}: not valid TOML: {error}")
-    LoopPlan.load(data, f"README line {line}")
+    if set(data) & set(ListenerDays.model_fields):
+        validate_config(ListenerDays, data, f"README line {line}")
+    else:
+        LoopPlan.load(data, f"README line {line}")
 
 
 PYTHON_BLOCKS = blocks("python")

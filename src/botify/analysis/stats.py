@@ -106,6 +106,10 @@ def cuped(values: np.ndarray, covariate: np.ndarray, has_covariate: np.ndarray) 
     return adjusted
 
 
+def _present(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
 @dataclass(frozen=True)
 class Analysis:
     experiment: str
@@ -128,37 +132,40 @@ def analyze(
     pre: dict[str, np.ndarray] | None = None,
     treatments: list[str] | None = None,
     alpha: float = ALPHA,
+    metrics: tuple[str, ...] = METRICS,
 ) -> Analysis:
-    """Per-treatment stats and every treatment × metric comparison against the control."""
+    """Per-treatment stats and every treatment × metric comparison against the control, over
+    the columns `metrics` of `users` (and of `pre`, for CUPED). A NaN is a value a user does
+    not have (e.g. a return rate with no day to return on): that user is left out of that metric."""
     present = sorted(set(users["treatment"].tolist()))
     names = treatments or present
     if control not in present:
         raise ValueError(f"no users in control {control!r} of {experiment}; treatments seen: {', '.join(present) or 'none'}")
     counts = {name: int((users["treatment"] == name).sum()) for name in names}
 
-    columns = {metric: users[metric].astype(np.float64) for metric in METRICS}
+    columns = {metric: users[metric].astype(np.float64) for metric in metrics}
     if pre is not None:
         index = {int(u): i for i, u in enumerate(pre["user"])}
         rows = np.array([index.get(int(u), -1) for u in users["user"]])
         has = rows >= 0
-        for metric in METRICS:
+        for metric in metrics:
             covariate = np.where(has, pre[metric][np.maximum(rows, 0)], 0.0).astype(np.float64)
-            columns[metric] = cuped(columns[metric], covariate, has)
+            columns[metric] = cuped(columns[metric], covariate, has & np.isfinite(columns[metric]))
 
     table, tested = [], {}
-    for metric in METRICS:
+    for metric in metrics:
         for name in names:
-            values = columns[metric][users["treatment"] == name]
+            values = _present(columns[metric][users["treatment"] == name])
             item = TreatmentStats(name, metric, len(values), float(values.mean()) if len(values) else float("nan"),
                                   float(values.var(ddof=1)) if len(values) > 1 else float("nan"))
             tested[(metric, name)] = item
-            raw_values = users[metric][users["treatment"] == name].astype(np.float64)
+            raw_values = _present(users[metric][users["treatment"] == name].astype(np.float64))
             table.append(item if pre is None else TreatmentStats(
                 name, metric, len(raw_values), float(raw_values.mean()) if len(raw_values) else float("nan"),
                 float(raw_values.var(ddof=1)) if len(raw_values) > 1 else float("nan")))
     means = {(item.metric, item.treatment): item.mean for item in table}
     results = []
-    for metric in METRICS:
+    for metric in metrics:
         base = tested[(metric, control)]
         for name in names:
             if name == control or tested[(metric, name)].count < 2:

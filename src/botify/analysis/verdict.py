@@ -21,7 +21,8 @@ PRIMARY = "mean_time_per_session"
 LATENCY = "mean_request_latency"
 LATENCY_BUDGET_MS = 10.0  # the service's latency budget per request (p99 at 2,000 req/s, see README)
 SHORT_NAMES = {"time": "time/user", "sessions": "sessions/user", "mean_request_latency": "latency",
-               "mean_tracks_per_session": "tracks/session", "mean_time_per_session": "time/session"}
+               "mean_tracks_per_session": "tracks/session", "mean_time_per_session": "time/session",
+               "days_active": "days active", "return_rate": "return rate", "run_sessions": "sessions/user (run)"}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Day 1 serves Random (cold start). Before each later day the configured models are trained
 on all logs so far, the experiment is written next to them and `POST /admin/reload` swaps
 both into the running service; after each day `/admin/reload` closes that day's log files, so
-every day is analysed on its own events, with the previous day as the CUPED pre-period.
+every day is analysed on its own events, with day 1 (Random for all) as the CUPED pre-period.
 
 Each day has its own folder: `DIR/dayN/log` (that day's events, moved there once the reload
 has closed them) and `DIR/dayN/artifacts` (what was trained before it and served on it);
@@ -11,7 +11,9 @@ has closed them) and `DIR/dayN/artifacts` (what was trained before it and served
 HTML report holds every experiment day, and `summary.json` beside it holds the figures: for
 each day and treatment its recommender, users, mean time per session, the effect against the
 control (and, with `compare`, against other treatments) with CI and Holm p, and each trained
-model's training time.
+model's training time. With returning listeners (`botify.sim.days`) their state is carried
+from day to day in `dayN/listeners.npz`, and each experiment day also gets the retention
+metrics over the experiment days so far (`analysis/retention.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from typing import Any
 import click
 from pydantic import BaseModel, ConfigDict, Field
 
-from botify.cli.progress import console, session_progress, summary_table
+from botify.cli.progress import console, session_progress, summary_table, text_table
+from botify.cli.sim import days_options
 from botify.config import read_mapping, validate_config
 from botify.errors import BotifyError
 from botify.service.experiments import ExperimentsConfig
 from botify.service.process import ServiceProcess
 from botify.client import BotifyClient
+from botify.sim.days import ListenerDays, Population
 from botify.sim.runner import AgentSpec, SimSettings, Simulation
 from botify.world import WorldSpec, generate_world, world_exists
 
@@ -64,8 +68,11 @@ class DailyLoop:
     """One world, one running service, days of simulated listeners, training in between."""
 
     def __init__(self, run_dir: Path, plan: LoopPlan, seed: int = SimSettings.model_fields["seed"].default,
-                 world_dir: Path | None = None, compare: tuple[str, ...] = (), studio: bool = False) -> None:
+                 world_dir: Path | None = None, compare: tuple[str, ...] = (), studio: bool = False,
+                 dynamics: ListenerDays | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.dynamics = dynamics or ListenerDays()
+        self.day_users: dict[tuple[str, int], dict] = {}  # (experiment, day) → the engine's per-user table
         self.studio = studio
         self.plan = plan
         self.seed = seed
@@ -176,7 +183,10 @@ class DailyLoop:
 
         for experiment in self.plan.service.active:
             users, summary = user_metrics(self.day_files[day], experiment.name, timeline=True)
-            pre = user_metrics(self.day_files[day - 1], None)[0] if day > 1 else None
+            self.day_users[(experiment.name, day)] = users
+            # CUPED's pre-period is day 1, the last day before any experiment: a later day was
+            # already treated, and adjusting for it would take the treatment's own effect out.
+            pre = user_metrics(self.day_files[1], None)[0] if day > 1 else None
             names = list(experiment.treatment_names)
             result = analyze(users, experiment.name, "C", pre, treatments=names)
             console.print(f"\n[bold]Day {day}[/]")
@@ -187,7 +197,34 @@ class DailyLoop:
             others = {name: analyze(users, experiment.name, name, pre, treatments=names) for name in self.compare}
             entry = day_summary(day, experiment, result, others)
             entry["offline_online"] = self._offline_vs_online(day, experiment, entry)
+            if self.dynamics.returning is not None:
+                entry["retention"] = self._retention(day, experiment, labels)
             self.summary["days"].append(entry)
+
+    def _retention(self, day: int, experiment, labels: dict[str, str]) -> dict[str, Any]:
+        """Retention metrics over the experiment days so far (2..day), CUPED with day 1's activity."""
+        from botify.analysis.engine import user_metrics
+        from botify.analysis.retention import (RETENTION_METRICS, render_retention, retention_pre, retention_table,
+                                               retention_users)
+        from botify.analysis.stats import analyze
+
+        users = retention_users({d: self.day_users[(experiment.name, d)] for d in range(2, day + 1)})
+        pre = retention_pre(users, {1: user_metrics(self.day_files[1], None)[0]})
+        result = analyze(users, experiment.name, "C", pre, treatments=list(experiment.treatment_names),
+                         metrics=RETENTION_METRICS)
+        title = f"Day {day}: retention in {experiment.name} over days 2-{day}"
+        headers, rows = retention_table(result, labels)
+        console.print(text_table(headers, rows, title), soft_wrap=True)
+        self.sections.append(render_retention(result, labels, title))
+        merged: dict[str, dict[str, Any]] = {}  # treatment → its row, every metric's mean and effect
+        for metric in RETENTION_METRICS:
+            for row in day_summary(day, experiment, result, {}, metric)["treatments"]:
+                item = merged.setdefault(row["treatment"], {key: row[key] for key in ("treatment", "recommender", "users")})
+                item[metric] = row[metric]
+                if "vs_control" in row:
+                    item.setdefault("vs_control", {})[metric] = row["vs_control"]
+        return {"days": list(range(2, day + 1)), "cuped": any(item.cuped for item in result.comparisons),
+                "treatments": list(merged.values())}
 
     def _offline_vs_online(self, day: int, experiment, entry: dict) -> dict[str, Any]:
         """Judge the artifacts served on `day` offline on that day's own logs (they were trained
@@ -240,12 +277,18 @@ class DailyLoop:
                     label = "random" if day == 1 else ", ".join(e.name for e in self.plan.service.active) or "default"
                     size = day1_episodes if day == 1 else episodes
                     simulation = Simulation(self.world_dir, AgentSpec(kind="remote", url=service.url),
-                                            SimSettings(episodes=size, seed=self.seed))
+                                            SimSettings(episodes=size, seed=self.seed, returning=self.dynamics.returning,
+                                                        trending=self.dynamics.trending))
+                    state = self.day_dir(day) / "listeners.npz"  # returning listeners' state after the day
+                    if self.dynamics.returning is not None and day > 1:
+                        simulation.population = Population.load(self.day_dir(day - 1) / state.name)
                     try:
-                        with session_progress(f"day {day} ({label})", size) as advance:
+                        with session_progress(f"day {day} ({label})", simulation.sessions_on(day)) as advance:
                             summary = simulation.run_day(day, advance)
                     finally:
                         simulation.close()
+                    if simulation.population is not None:
+                        simulation.population.save(state)
                     console.print(summary_table([summary], title=f"Day {day}: {label}"))
                     if day == 1:
                         mean, se = summary.time
@@ -305,13 +348,20 @@ def day_summary(day: int, experiment, result, others: dict[str, Any], metric: st
               help="HTML report across days [default: DIR/report.html].")
 @click.option("--compare", multiple=True, metavar="TREATMENT",
               help="Also compare every treatment against this one (e.g. T1) in summary.json; repeatable.")
-def loop(days, experiment_file, run_dir, world_dir, day1_episodes, episodes, seed, report, compare) -> None:
-    """Simulate a day, train on all logs so far, reload, run the experiment, analyse — DAYS times."""
+@days_options
+def loop(days, experiment_file, run_dir, world_dir, day1_episodes, episodes, seed, report, compare, returning,
+         trending, sim_config) -> None:
+    """Simulate a day, train on all logs so far, reload, run the experiment, analyse — DAYS times.
+
+    With --returning, DAY1_EPISODES and EPISODES are each day's first-time listeners, and the
+    listeners who come back are added to them."""
     from botify.analysis.report import write_report
+    from botify.sim.days import listener_days
 
     plan = LoopPlan.load(read_mapping(experiment_file), str(experiment_file))
     if world_dir is not None and not world_exists(world_dir):
         raise BotifyError(f"{world_dir}: no world there (botify world generate --out {world_dir})")
-    sections = DailyLoop(run_dir, plan, seed, world_dir, compare).run(days, day1_episodes, episodes)
+    dynamics = listener_days(sim_config, returning, trending)
+    sections = DailyLoop(run_dir, plan, seed, world_dir, compare, dynamics=dynamics).run(days, day1_episodes, episodes)
     written = write_report(report or run_dir / "report.html", sections, f"botify loop: {experiment_file.name}")
     console.print(f"\nreport: [bold]{written}[/]; figures: [bold]{run_dir / 'summary.json'}[/]")

@@ -72,3 +72,15 @@ def summary_table(days: list[DaySummary], title: str = "Simulation summary") -> 
             *(f"{day.result.agent_report.get(key, 0):,}" for key in shown),
         )
     return table
+
+
+def text_table(headers: list[str], rows: list[list[str]], title: str) -> Table:
+    """Plain rows under headers, left-aligned first column (e.g. the loop's retention table)."""
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for position, column in enumerate(headers):
+        table.add_column(column, justify="left" if position == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -32,6 +32,20 @@ def _default(name: str):
     return SimSettings.model_fields[name].default
 
 
+def days_options(command):
+    """`--returning`, `--trending` and `--sim-config`: listeners over days (`botify.sim.days`)."""
+    for option in reversed((
+        click.option("--returning", is_flag=True,
+                     help="Listeners come back on later days depending on how their sessions went; EPISODES is then "
+                          "each day's first-time listeners."),
+        click.option("--trending", is_flag=True, help="A few tracks trend each day (an item bias by day)."),
+        click.option("--sim-config", type=click.Path(path_type=Path, dir_okay=False),
+                     help="A TOML/JSON/YAML file with [returning] and [trending] tables (any of their fields)."),
+    )):
+        command = option(command)
+    return command
+
+
 @sim.command()
 @click.option("--world", "world_dir", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
               help="World directory (botify world generate).")
@@ -57,18 +71,23 @@ def _default(name: str):
               show_default=True, help="Seconds the remote agent keeps retrying a failing service before giving up.")
 @click.option("--sessions-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Write each session's outcome (day, episode, user, time, tracks) to this CSV.")
+@days_options
 def run(world_dir, episodes, agent, url, seed, processes, days, no_pause, chunk_size, max_steps, replace_users,
-        connections, outage, sessions_csv) -> None:
+        connections, outage, sessions_csv, returning, trending, sim_config) -> None:
     """Simulate DAYS days of EPISODES sessions and print the course's summary per day."""
+    from botify.sim.days import listener_days
+
+    dynamics = listener_days(sim_config, returning, trending)
     settings = SimSettings(episodes=episodes, seed=seed, processes=processes, chunk_size=chunk_size,
-                           max_steps=max_steps, replace_users=replace_users)
+                           max_steps=max_steps, replace_users=replace_users, returning=dynamics.returning,
+                           trending=dynamics.trending)
     simulation = Simulation(world_dir, AgentSpec(kind=agent, url=url, connections=connections, outage=outage),
                             settings)
     summaries: list[DaySummary] = []
     stopped: DayInterrupted | None = None
     try:
         for day in range(1, days + 1):
-            with session_progress(f"day {day} ({agent})", episodes) as advance:
+            with session_progress(f"day {day} ({agent})", simulation.sessions_on(day)) as advance:
                 summaries.append(simulation.run_day(day, advance))
             console.print(summary_table(summaries[-1:], title=f"Day {day}"))
             if day < days and not no_pause and sys.stdin.isatty():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import faiss
 import numpy as np
 
+from botify.sim.days import open_on_hype
 from botify.world.model import World
 
 DEFAULT_MAX_STEPS = 250
@@ -106,6 +107,9 @@ class ListenerModel:
         self._nearest = np.full((self.n_tracks, self._neighbour_count), -1, dtype=np.int64)
         self._has_nearest = np.zeros(self.n_tracks, dtype=bool)
         self._index: faiss.Index | None = None
+        # The day's trending bonus per track (`botify.sim.days`), set by the runner; None: no trends.
+        self.hype: np.ndarray | None = None
+        self.hype_start_share = 0.0
 
     def nearest(self, tracks: np.ndarray) -> np.ndarray:
         """The tracks nearest to each given track by inner product, itself included.
@@ -137,6 +141,8 @@ class ListenerModel:
         neighbours = self.nearest(interest)
         available = np.minimum(population.interest_neighbours[users], (neighbours >= 0).sum(axis=1))
         first = neighbours[np.arange(size), (rng.random(size) * available).astype(np.int64)]
+        if self.hype is not None:
+            first = open_on_hype(self.hype, first, self.hype_start_share, rng)
 
         history = np.zeros((size, 8), dtype=np.int64)
         artists = np.zeros((size, 8), dtype=np.int64)
@@ -171,6 +177,8 @@ class ListenerModel:
         repeat = (sessions.played() == actions[:, None]).any(axis=1)
         artist_plays = (sessions.artists[:, : sessions.length] == artist[:, None]).sum(axis=1)
         score = np.einsum("ij,ij->i", np.asarray(self.embeddings[actions], dtype=np.float32), sessions.taste)
+        if self.hype is not None:
+            score = score + self.hype[actions]
         raw = expected_time(score, sessions.consume_bias, sessions.consume_sharpness)
         time = np.round(raw * sessions.artist_discount_gamma**artist_plays, 2)
         time[repeat] = 0.0

@@ -2,7 +2,9 @@
 
 Chunk c of day d draws its users and the listener's randomness from the generator seeded
 with (seed, d, c), and the agent's from (seed, d, c, 1). Chunks never depend on which
-process runs them, so the same seed gives the same sessions in one process or many.
+process runs them, so the same seed gives the same sessions in one process or many. With
+returning listeners (`botify.sim.days`) the day's users come from the population's state
+instead, drawn from (seed, d, 0, 2) before the chunks, which then only step them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from botify.client import OUTAGE
 from botify.errors import BotifyError
 from botify.plugins import load_object
 from botify.sim.agents import Agent, ConsoleAgent, Observation, OracleAgent, RandomAgent
+from botify.sim.days import Population, ReturningSpec, TrendingSpec, daily_hype
 from botify.sim.engine import DEFAULT_MAX_STEPS, ListenerModel
 from botify.world.model import World
 
@@ -51,6 +54,9 @@ class SimSettings(BaseModel):
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
     replace_users: bool = Field(False, description="draw a day's users with replacement, as the course's simulator "
                                                    "did (a user may have several sessions a day)")
+    returning: ReturningSpec | None = Field(None, description="listeners come back depending on their sessions; "
+                                                              "`episodes` is then each day's first-time listeners")
+    trending: TrendingSpec | None = Field(None, description="a few tracks trend each day")
 
 
 def make_agent(spec: AgentSpec, world: World) -> Agent:
@@ -108,15 +114,23 @@ def run_chunk(
     day: int,
     chunk: int,
     on_sessions_done: Callable[[int], None] = lambda count: None,
+    users: np.ndarray | None = None,
+    first: int | None = None,
 ) -> ChunkResult:
-    """Simulate chunk `chunk` of day `day` to the end of its last session."""
-    first = chunk * settings.chunk_size
-    size = min(settings.chunk_size, settings.episodes - first)
+    """Simulate chunk `chunk` of day `day` to the end of its last session; its listeners are
+    `users` when given (returning listeners), numbered from episode `first`, else drawn."""
+    first = chunk * settings.chunk_size if first is None else first
+    size = min(settings.chunk_size, settings.episodes - first) if users is None else len(users)
     episodes = np.arange(first, first + size)
     rng = np.random.default_rng([settings.seed, day, chunk])
     agent.reset(np.random.default_rng([settings.seed, day, chunk, 1]))
+    trending = settings.trending
+    model.hype = None if trending is None else daily_hype(trending, settings.seed, day, model.n_tracks)
+    model.hype_start_share = 0.0 if trending is None else trending.start_share
     n_users = model.world.users.size
-    if settings.replace_users or size > n_users:
+    if users is not None:
+        users = np.asarray(users, dtype=np.int64)
+    elif settings.replace_users or size > n_users:
         users = rng.integers(0, n_users, size)
     else:
         users = rng.choice(n_users, size, replace=False)
@@ -242,11 +256,11 @@ class DayInterrupted(BotifyError):
         self.agent_report = agent_report or {}
 
 
-def _work_on_chunk(day: int, chunk: int) -> ChunkResult:
+def _work_on_chunk(day: int, chunk: int, users: np.ndarray | None, first: int | None) -> ChunkResult:
     if "error" in _worker:
         raise _worker["error"]
     return run_chunk(
-        _worker["model"], _worker["agent"], _worker["settings"], day, chunk, _worker["progress"].put
+        _worker["model"], _worker["agent"], _worker["settings"], day, chunk, _worker["progress"].put, users, first
     )
 
 
@@ -263,6 +277,44 @@ class Simulation:
         self._pool = None
         self._model: ListenerModel | None = None
         self._agent: Agent | None = None
+        # Returning listeners' state, carried from day to day (`botify loop` sets it from a file).
+        self.population: Population | None = None
+        self._listeners: dict[int, list[np.ndarray]] = {}
+
+    def listeners(self, day: int) -> list[np.ndarray] | None:
+        """With returning listeners, the day's sessions as rounds of distinct listeners (drawn
+        once per day); else None."""
+        spec = self.settings.returning
+        if spec is None:
+            return None
+        if day not in self._listeners:
+            if self.population is None:
+                self.population = Population.new(spec, self.world.users.size, self.settings.seed)
+            self.population.spec = spec
+            self._listeners = {day: self.population.listeners(day, self.settings.episodes, self.settings.seed)}
+        return self._listeners[day]
+
+    def sessions_on(self, day: int) -> int:
+        """How many sessions `day` will have."""
+        found = self.listeners(day)
+        return self.settings.episodes if found is None else sum(len(users) for users in found)
+
+    def _rounds(self, day: int) -> list[list[tuple[int, np.ndarray | None, int | None]]]:
+        """The day's chunks as (chunk, listeners, first episode), in rounds that run one after
+        the other, so that a listener's sessions never overlap (None: the chunk draws its own)."""
+        found, size = self.listeners(day), self.settings.chunk_size
+        if found is None:
+            return [[(chunk, None, None) for chunk in range(-(-self.settings.episodes // size))]]
+        if not found:
+            raise BotifyError(f"day {day}: no listener came back and no first-time listener is left")
+        rounds, chunk, first = [], 0, 0
+        for users in found:
+            rounds.append([])
+            for start in range(0, len(users), size):
+                rounds[-1].append((chunk, users[start:start + size], first + start))
+                chunk += 1
+            first += len(users)
+        return rounds
 
     def _local(self) -> tuple[ListenerModel, Agent]:
         if self._model is None:
@@ -281,14 +333,16 @@ class Simulation:
         try:
             if self.settings.processes == 1:
                 model, agent = self._local()
-                for chunk in range(-(-self.settings.episodes // self.settings.chunk_size)):
+                for chunk, users, first in (item for chunks in self._rounds(day) for item in chunks):
                     try:
-                        results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done))
+                        results.append(run_chunk(model, agent, self.settings, day, chunk, on_sessions_done, users,
+                                                 first))
                     except BotifyError as error:
                         unfinished.append(getattr(error, "agent_report", {}))
                         raise
             else:
-                self._run_on_pool(day, on_sessions_done, results, unfinished)
+                for chunks in self._rounds(day):
+                    self._run_on_pool(day, chunks, on_sessions_done, results, unfinished)
         except BotifyError as error:
             report: dict[str, int] = {}
             for counters in [item.agent_report for item in results] + unfinished:
@@ -299,11 +353,15 @@ class Simulation:
                 partial = DaySummary(day, _merge(results), time.perf_counter() - started)
                 partial.result.agent_report = report
             raise DayInterrupted(str(error), partial, report) from None
-        return DaySummary(day, _merge(results), time.perf_counter() - started)
+        summary = DaySummary(day, _merge(results), time.perf_counter() - started)
+        if self.population is not None and self.settings.returning is not None:
+            self.population.update(day, summary.result.user, summary.result.time)
+        return summary
 
-    def _run_on_pool(self, day: int, on_sessions_done: Callable[[int], None], results: list[ChunkResult],
+    def _run_on_pool(self, day: int, chunks: list[tuple[int, np.ndarray | None, int | None]],
+                     on_sessions_done: Callable[[int], None], results: list[ChunkResult],
                      unfinished: list[dict[str, int]]) -> None:
-        """Run the day's chunks on the pool, appending each finished chunk to `results` and the
+        """Run chunks of the day on the pool, appending each finished chunk to `results` and the
         agent counters of each failed one to `unfinished`."""
         context = multiprocessing.get_context("spawn")
         if self._pool is None:
@@ -318,8 +376,7 @@ class Simulation:
                     self._progress,
                 ),
             )
-        chunks = range(-(-self.settings.episodes // self.settings.chunk_size))
-        pending = [self._pool.apply_async(_work_on_chunk, (day, chunk)) for chunk in chunks]
+        pending = [self._pool.apply_async(_work_on_chunk, (day, *chunk)) for chunk in chunks]
         try:
             while not all(item.ready() for item in pending):
                 try:

@@ -11,9 +11,11 @@ from botify.train.dataset import Interactions
 from botify.world.model import Catalog
 
 
-def popularity(interactions: Interactions, n_tracks: int) -> np.ndarray:
-    """Catalog track ids by total time played, most played first (ties by id), played ones only."""
-    played = np.bincount(interactions.track, weights=interactions.time, minlength=n_tracks)[:n_tracks]
+def popularity(interactions: Interactions, n_tracks: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Catalog track ids by total time played (each play times its weight, if given), most
+    played first (ties by id), played ones only."""
+    played = np.bincount(interactions.track, weights=interactions.time if weights is None else
+                         interactions.time * weights, minlength=n_tracks)[:n_tracks]
     order = np.lexsort((np.arange(n_tracks), -np.round(played, 9)))
     return order[played[order] > 0]
 
