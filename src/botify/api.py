@@ -58,11 +58,10 @@ def read_events(logs: str | Path | list[str | Path], experiment: str | None = No
     """The usable events of the logs as NumPy columns (message, timestamp, user, track, time,
     latency, and `treatment` in `experiment`), in file order: `pandas.DataFrame(read_events(...))`
     or `polars.DataFrame(...)` makes a frame of them."""
-    from botify.events.duck import DuckDBEngine
-    from botify.events.engine import EngineSettings
-    from botify.events.relational import USABLE
+    from botify.events.duck import events_view
+        from botify.events.relational import USABLE
 
-    with DuckDBEngine(EngineSettings()).events(_paths(logs), experiment) as connection:
+    with events_view(_paths(logs), experiment) as connection:
         table = connection.execute(f"""SELECT message, "timestamp", "user", track, "time", latency, treatment
                                         FROM events WHERE {USABLE} ORDER BY file, line""").fetchnumpy()
     return {name: np.asarray(values) for name, values in table.items()}

@@ -63,8 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from botify.errors import BotifyError
-from botify.events.duck import DuckDBEngine
-from botify.events.engine import EngineSettings
+from botify.events.duck import events_view
 from botify.events.relational import ORDER, USABLE, session_number
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -112,7 +111,7 @@ def read_logged(paths: list[str | Path], experiment: str | None = None, treatmen
     """The plays and decisions of the logs (files, directories, globs): DuckDB does the
     sessionizing (as the analysis numbers sessions) and the matching of each decision to the
     play that followed it."""
-    with DuckDBEngine(EngineSettings()).events(list(paths), experiment, ("recommendation", "propensity")) as connection:
+    with events_view(list(paths), experiment, ("recommendation", "propensity")) as connection:
         table = connection.execute(DECISIONS_SQL).fetchnumpy()
     if not len(table["user"]):
         raise BotifyError("the logs hold no usable events")

@@ -94,6 +94,14 @@ def json_events_view(files: list[str], experiment: str | None, extra: tuple[str,
             f"{_columns(extra)}, {treatment} FROM ({parsed_lines(files, fields)})")
 
 
+def parquet_files(directory: str | Path) -> str | None:
+    """`read_parquet` of a compacted directory's rows, or None when it has none (every line of
+    its sources was malformed)."""
+    if not any(Path(directory).glob("*/*.parquet")):
+        return None
+    return f"read_parquet({literal(str(Path(directory) / '*' / '*.parquet'))})"
+
+
 def parquet_events_view(directories: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> str:
     """The `events` view over compacted directories: their rows are the valid lines, and a
     row's `file` is its source file's rank among all the sources by path (see `source_ranks`).
@@ -103,12 +111,13 @@ def parquet_events_view(directories: list[str], experiment: str | None, extra: t
              + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in (*ANALYSED, *extra))
              + ", '' AS treatment WHERE false"]
     for directory, ranks in zip(directories, source_ranks(directories)):
-        if not any(Path(directory).glob("*/*.parquet")):
+        rows = parquet_files(directory)
+        if rows is None:
             continue
         # Usually the sources were compacted in path order, and the rank is the id itself.
         file = "source_id" if ranks == list(range(len(ranks))) else f"[{', '.join(map(str, ranks))}][source_id + 1]"
         parts.append(f"SELECT {file} AS file, line, 0 AS size, true AS valid, {_columns(extra)}, {treatment} AS treatment "
-                     f"FROM read_parquet({literal(str(Path(directory) / '*' / '*.parquet'))})")
+                     f"FROM {rows}")
     return "CREATE OR REPLACE TEMP VIEW events AS " + " UNION ALL ".join(parts)
 
 
@@ -158,10 +167,8 @@ class DuckDBEngine:
         """The experiment names the logs' events carry (for an error that names the ones present)."""
         files = expand(paths)
         if Path(files[0]).is_dir():
-            names = " UNION ALL ".join(
-                f"SELECT unnest(map_keys(experiments)) AS name "
-                f"FROM read_parquet({literal(str(Path(name) / '*' / '*.parquet'))})"
-                for name in files if any(Path(name).glob("*/*.parquet")))
+            names = " UNION ALL ".join(f"SELECT unnest(map_keys(experiments)) AS name FROM {rows}"
+                                       for rows in map(parquet_files, files) if rows is not None)
         else:
             names = (f"SELECT unnest(json_keys(json_extract(text, '$.experiments'))) AS name "
                      f"FROM ({parsed_lines(files, {})}) "
@@ -193,9 +200,7 @@ class DuckDBEngine:
         return users, LogSummary(len(files), lines, max(lines - valid, 0), counts["unusable"], sessions)
 
     def interactions(self, paths):
-        files = expand(paths)
-        with self.connect() as connection:
-            self._view(connection, files, None)
+        with self.events(paths, None) as connection:
             return interaction_columns(connection.execute(INTERACTIONS_SQL).fetchnumpy())
 
     def compact(self, paths: list[str | Path], out: Path) -> list[dict]:
@@ -240,3 +245,8 @@ class DuckDBEngine:
             handle.writelines(json.dumps(record) + "\n" for record in records)
         return records
 
+
+def events_view(paths: list[str | Path], experiment: str | None = None, extra: tuple[str, ...] = ()):
+    """`DuckDBEngine.events` with the default settings: the one way ad-hoc readers of the logs
+    (the studio, `botify.api.read_events`, `botify ope`) get the `events` view."""
+    return DuckDBEngine(EngineSettings()).events(paths, experiment, extra)

@@ -18,8 +18,7 @@ import numpy as np
 import orjson
 
 from botify.client import BotifyClient
-from botify.events.duck import DuckDBEngine
-from botify.events.engine import EngineSettings
+from botify.events.duck import events_view
 from botify.errors import BotifyError
 from botify.service.models import MAX_USER, PEOPLE_FIRST
 from botify.studio.watch import log_files
@@ -87,7 +86,7 @@ def next_person(log_dir: Path) -> int:
     files = log_files(log_dir)
     if not files:
         return PEOPLE_FIRST
-    with DuckDBEngine(EngineSettings()).events(files, None) as connection:
+    with events_view(files) as connection:
         (highest,) = connection.execute('SELECT max("user") FROM events WHERE "user" >= $first',
                                         {"first": PEOPLE_FIRST}).fetchone()
     return PEOPLE_FIRST if highest is None else min(int(highest) + 1, MAX_USER)

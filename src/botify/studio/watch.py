@@ -19,8 +19,7 @@ from typing import Any
 from botify.analysis.engine import user_metrics
 from botify.analysis.stats import analyze
 from botify.errors import BotifyError
-from botify.events.duck import DuckDBEngine
-from botify.events.engine import EngineSettings
+from botify.events.duck import events_view
 from botify.events.files import expand
 from botify.events.relational import ORDER, USABLE, session_number
 from botify.service.models import PEOPLE_FIRST
@@ -91,7 +90,7 @@ def snapshot(log_dir: Path, experiment: str | None, control: str = "C", now: flo
                 for item in result.comparisons if item.metric == PRIMARY])
     elif experiment is not None:
         board["note"] = f"no finished sessions in experiment {experiment} yet"
-    with DuckDBEngine(EngineSettings()).events(files, experiment) as connection:
+    with events_view(files, experiment) as connection:
         traffic = connection.execute(TRAFFIC_SQL, {"since": int((now - WINDOW) * 1000)}).fetchall()
         recent = connection.execute(RECENT_SQL).fetchall()
     board["traffic"] = [{"second": second, "requests": count, "mean_ms": _number(mean), "p99_ms": _number(p99)}
