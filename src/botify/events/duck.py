@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from botify.errors import BotifyError
 from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
@@ -107,7 +106,7 @@ def parquet_events_view(directories: list[str], experiment: str | None, extra: t
     row's `file` is its source file's rank among all the sources by path (see `source_ranks`).
     A directory without rows (every line was malformed) adds none."""
     treatment = "''" if experiment is None else f"experiments[{literal(experiment)}]"
-    parts = [f"SELECT 0 AS file, 0 AS line, 0 AS size, true AS valid, "
+    parts = ["SELECT 0 AS file, 0 AS line, 0 AS size, true AS valid, "
              + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in (*ANALYSED, *extra))
              + ", '' AS treatment WHERE false"]
     for directory, ranks in zip(directories, source_ranks(directories)):

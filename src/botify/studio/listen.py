@@ -19,7 +19,6 @@ import orjson
 
 from botify.client import BotifyClient
 from botify.events.duck import events_view
-from botify.errors import BotifyError
 from botify.service.models import MAX_USER, PEOPLE_FIRST
 from botify.studio.watch import log_files
 
