@@ -59,7 +59,7 @@ def read_events(logs: str | Path | list[str | Path], experiment: str | None = No
     latency, and `treatment` in `experiment`), in file order: `pandas.DataFrame(read_events(...))`
     or `polars.DataFrame(...)` makes a frame of them."""
     from botify.events.duck import events_view
-        from botify.events.relational import USABLE
+    from botify.events.relational import USABLE
 
     with events_view(_paths(logs), experiment) as connection:
         table = connection.execute(f"""SELECT message, "timestamp", "user", track, "time", latency, treatment
