@@ -125,10 +125,15 @@ def simulate_through_service(world_dir: Path, world, experiments: str, log_dir: 
     return log_dir
 
 
-def read_events(log_dir: Path) -> list[dict]:
+def read_events(log_dir: Path, killed: bool = False) -> list[dict]:
+    """The events logged; after a SIGKILL (`killed`) a file may end in a line cut mid-write (a
+    write crossing a page boundary can be cut by a fatal signal): that event was never answered."""
     import orjson
 
     events = []
     for path in sorted(Path(log_dir).glob("events-*.jsonl")):
-        events.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line)
+        data = path.read_bytes()
+        if killed and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+        events.extend(orjson.loads(line) for line in data.splitlines() if line)
     return events

@@ -25,6 +25,7 @@ from botify.service.server import listen, uvicorn_options, watch_parent
 from botify.service.settings import ServiceSettings
 from tests.servers import RedisServer
 from tests.test_faults import Served
+from tests.test_service import Client
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 UNFINISHED_BODY = b"POST /next/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{\"track\""
@@ -160,6 +161,177 @@ def test_answers_leave_whole_in_one_write_and_head_and_continue_still_flow(small
     finally:
         output = served.stop()
     assert "Traceback" not in output and "ERROR" not in output, output
+
+
+def _exchange(sock: socket.socket, request: bytes, answers: int = 1) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Send `request` (one or more requests) and read `answers` answers: status, headers, body."""
+    sock.settimeout(5)
+    if request:
+        sock.sendall(request)
+    data, found = b"", []
+    while len(found) < answers:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(found)} answers"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+        length = int(headers[b"content-length"])
+        while len(data) < length:
+            data += sock.recv(65536)
+        found.append((int(lines[0].split()[1]), headers, data[:length]))
+        data = data[length:]
+    return found
+
+
+def _play(endpoint: str, user: str, body: bytes, *headers: bytes) -> bytes:
+    return (b"POST /%s/%s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (endpoint.encode(), user.encode(), b"".join(h + b"\r\n" for h in headers), len(body), body))
+
+
+PLAYS = [  # (endpoint, user, body, headers): plays, replays, errors of every kind
+    ("next", "1", b'{"track": 3, "time": 0.5}', ()),
+    ("next", "1", b'{"track": 7, "time": 1}', ()),
+    ("next", "2", b'{"track": 3, "time": 0.25}', (b"Idempotency-Key: k-1",)),
+    ("next", "2", b'{"track": 3, "time": 0.25}', (b"Idempotency-Key: k-1",)),  # a replay
+    ("next", "3", b'{"track": 9999999, "time": 0.5}', ()),  # not in the catalog
+    ("next", "3", b'{"track": 3}', ()),  # no time
+    ("next", "3", b"not json", ()),
+    ("next", "3x", b'{"track": 3, "time": 0.5}', ()),  # not a user id
+    ("next", "4", b'{"track": 3, "time": 0.5}', (b"Idempotency-Key: has space",)),
+    ("last", "1", b'{"track": 8, "time": 0.75}', ()),
+    ("next", "1", b'{"track": 2, "time": 0.5}', ()),  # a new session
+    ("next", "5", b'{"track": 4, "time": 0.5}', (b"Connection: close",)),
+]
+
+
+def test_plays_are_answered_in_the_protocol_as_through_asgi(small_world_dir: Path, tmp_path: Path) -> None:
+    """On the embedded store, /next and /last are answered in the server's callback (no ASGI
+    task: `answer_now`); the answers, headers and logged events are those the same requests
+    get through ASGI — plays, replays and every error — and the service counts them in /ready."""
+    import asyncio
+
+    import orjson
+
+    from botify.service.app import BotifyApp
+
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "direct"])
+    try:
+        direct = []
+        sock = _connect(served.port)
+        for endpoint, user, body, headers in PLAYS:
+            direct += _exchange(sock, _play(endpoint, user, body, *headers))
+        assert direct[-1][1][b"connection"] == b"close" and _wait_closed([sock], 2) == 1
+        sock.close()
+        sock = _connect(served.port)
+        status, _, ready = _exchange(sock, b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+        assert status == 200 and orjson.loads(ready)["answered_now"] == len(PLAYS)
+        sock.close()
+    finally:
+        output = served.stop()
+    assert "Traceback" not in output and "ERROR" not in output, output
+
+    async def through_asgi() -> list[tuple[int, dict[bytes, bytes], bytes]]:
+        app = BotifyApp(ServiceSettings(catalog=small_world_dir, log_dir=tmp_path / "asgi"))
+        await app.startup()
+        found = []
+        for endpoint, user, body, headers in PLAYS:
+            sent = []
+
+            async def receive(body=body):
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message, sent=sent):
+                sent.append(message)
+
+            listed = [(b"host", b"x")] + [tuple(h.lower().split(b": ", 1)) for h in headers]
+            listed.append((b"content-length", str(len(body)).encode()))
+            await app({"type": "http", "method": "POST", "path": f"/{endpoint}/{user}", "headers": listed},
+                      receive, send)
+            found.append((sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]))
+        await app.shutdown()
+        assert app.answered_now == 0
+        return found
+
+    expected = asyncio.run(through_asgi())
+    assert [status for status, _, _ in direct] == [200, 200, 200, 200, 422, 422, 400, 422, 400, 200, 200, 200]
+    for (status, headers, body), (want_status, want_headers, want_body) in zip(direct, expected, strict=True):
+        assert (status, body) == (want_status, want_body)
+        headers.pop(b"date"), headers.pop(b"connection", None)  # the server's own
+        assert headers == want_headers
+
+    def events(directory: Path) -> list[dict]:
+        found = []
+        for path in sorted(directory.glob("events-*.jsonl")):
+            for line in path.read_bytes().splitlines():
+                event = orjson.loads(line)
+                del event["timestamp"], event["latency"], event["request_id"]
+                found.append(event)
+        return found
+
+    assert events(tmp_path / "direct") == events(tmp_path / "asgi") and len(events(tmp_path / "asgi")) == 6
+
+
+def test_answers_in_the_protocol_keep_http_order_and_connection_rules(small_world_dir: Path, tmp_path: Path) -> None:
+    """Pipelined requests get their answers in order, whichever path each takes; HTTP/1.0 and
+    `Connection: close` close after the answer; an idle connection closes after the keep-alive
+    timeout; a play that cannot be answered at once (its body announced with `Expect:
+    100-continue`, or sent chunked) takes ASGI; a SIGTERM while a play's body is on its way
+    ends it with a 503, not silence."""
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log", "--keepalive-timeout", "0.5",
+                     "--shutdown-timeout", "1"])
+    try:
+        sock = _connect(served.port)
+        pipelined = (_play("next", "1", b'{"track": 3, "time": 0.5}') + _play("next", "7", b'{"track": 3, "time": 0.5}')
+                     + HEALTH + _play("next", "2", b'{"track": 3, "time": 0.5}')
+                     + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + _play("next", "3", b'{"track": 3, "time": 0.5}'))
+        answers = _exchange(sock, pipelined, 6)
+        assert [status for status, _, _ in answers] == [200] * 6
+        assert [answers[i][2].split(b",")[0] for i in (0, 1, 3, 5)] == [b'{"user":%d' % u for u in (1, 7, 2, 3)]
+        assert answers[2][2] == b'{"status":"ok"}' and b'"service":"botify"' in answers[4][2]
+        started = time.monotonic()
+        assert _wait_closed([sock], 3) == 1 and 0.4 < time.monotonic() - started < 2, "idle past keep-alive"
+        sock.close()
+
+        for request in (_play("next", "4", b'{"track": 3, "time": 0.5}').replace(b"HTTP/1.1", b"HTTP/1.0"),
+                        _play("next", "4", b'{"track": 3, "time": 0.5}', b"Connection: close")):
+            sock = _connect(served.port)
+            (status, headers, _), = _exchange(sock, request)
+            assert status == 200 and headers[b"connection"] == b"close" and _wait_closed([sock], 1) == 1
+            sock.close()
+
+        sock = _connect(served.port)
+        sock.sendall(b"POST /next/6 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"19\r\n{\"track\": 3, \"time\": 0.5}\r\n0\r\n\r\n")
+        (status, _, body), = _exchange(sock, b"")
+        assert status == 200 and body.startswith(b'{"user":6,'), body
+        # in the protocol: the first two pipelined (the others queued behind an ASGI answer), HTTP/1.0
+        # and Connection: close; not the chunked one
+        assert Client(served.url).call("GET", "/ready")[1]["answered_now"] == 4
+
+        sock.sendall(UNFINISHED_BODY)  # then SIGTERM: the body never comes
+        time.sleep(0.2)
+        served.process.send_signal(signal.SIGTERM)
+        (status, headers, body), = _exchange(sock, b"")
+        assert status == 503 and b"shutting down" in body and headers[b"connection"] == b"close", body
+        sock.close()
+    finally:
+        output = served.stop()
+    assert "Traceback" not in output and "ERROR" not in output, output
+
+
+def test_a_store_that_waits_is_served_through_asgi(small_world_dir: Path, tmp_path: Path, redis_url: str) -> None:
+    """On Redis every request waits for the store: none is answered in the protocol."""
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log", "--redis", redis_url])
+    try:
+        sock = _connect(served.port)
+        (status, _, body), = _exchange(sock, _play("next", "1", b'{"track": 3, "time": 0.5}'))
+        assert status == 200 and body.startswith(b'{"user":1,')
+        sock.close()
+        assert Client(served.url).call("GET", "/ready")[1]["answered_now"] == 0
+    finally:
+        served.stop()
 
 
 def test_sigterm_is_bounded_by_the_shutdown_timeout(small_world_dir: Path, tmp_path: Path) -> None:

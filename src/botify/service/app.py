@@ -3,7 +3,10 @@
 Routing and validation are done here by hand rather than by a framework: at the sizes
 botify serves (thousands of requests a second per worker) FastAPI's per-request machinery
 costs more than the whole recommendation. Bodies are still validated by pydantic models
-(`models.py`), which also write the OpenAPI document served at `/openapi.json`.
+(`models.py`), which also write the OpenAPI document served at `/openapi.json`. On the
+embedded store with built-in recommenders a play waits for nothing, so the server answers
+`/next` and `/last` in its own callback (`immediate`, `answer_now`; see server.py) with the
+same steps, errors included, and everything else through ASGI.
 
 Nothing accepted is lost, nothing failed leaves a trace: a play is recorded in the store,
 answered by a recommender, and its event written to the log (reaching the kernel) before the
@@ -121,6 +124,10 @@ class Service:
             )
             for experiment in data.experiments.active
         ]
+        # Whether a request's coroutines never wait: the server may then answer it in its own
+        # callback (`BotifyApp.answer_now`) instead of an ASGI task.
+        self.immediate = self.store.immediate and self.default_chain.immediate and all(
+            chain is None or chain.immediate for _, _, chains in self.experiments for chain in chains)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -215,10 +222,10 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-def _body_headers(scope: dict) -> tuple[bytes | None, str | None]:
+def _body_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None]:
     """Content-Length and Idempotency-Key of a request, in one pass over its headers."""
     length = key = None
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"content-length":
             length = value
         elif name == b"idempotency-key":
@@ -247,18 +254,34 @@ async def _read_body(receive, length: bytes | None, limit: int) -> bytes:
             return body
 
 
-async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
-    """Send an answer: JSON unless `headers` start with their own content-type."""
+def _response_headers(body: bytes, headers: list | None) -> list[tuple[bytes, bytes]]:
+    """An answer's headers: JSON unless `headers` start with their own content-type, and its length."""
+    length = (b"content-length", str(len(body)).encode())
     if headers and headers[0][0] == b"content-type":
-        headers = headers + [(b"content-length", str(len(body)).encode())]
-    else:
-        headers = JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (headers or [])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        return [*headers, length]
+    return [*JSON_HEADERS, length, *(headers or ())]
+
+
+async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _response_headers(body, headers)})
     await send({"type": "http.response.body", "body": body})
+
+
+def _failure(error: Exception, method: str, path: str) -> tuple[int, bytes, list | None]:
+    """The answer to a request that raised `error` (called in its `except` block)."""
+    if isinstance(error, HTTPError):
+        return error.status, orjson.dumps({"detail": error.detail}), error.headers
+    if isinstance(error, InFlight):
+        return 409, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")]
+    if isinstance(error, Unavailable):
+        return 503, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")]
+    logger.exception("unexpected error serving %s %s", method, path)
+    return 500, orjson.dumps({"detail": "internal error; see the service log"}), None
 
 
 KEY_CHARACTERS = bytes(range(33, 127))  # printable ASCII but space: what an Idempotency-Key may hold
 REPLAY_HEADERS = [(b"idempotent-replay", b"true")]
+NOW_TARGETS = (b"/next/", b"/last/")  # what `BotifyApp.immediate` may take
 
 
 class GcClock:
@@ -331,6 +354,7 @@ class BotifyApp:
         self._last_reload = float("-inf")
         self.admin_token = ""
         self.gc = GcClock.of_this_process()
+        self.answered_now = 0  # requests answered by `answer_now` (without an ASGI task)
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
@@ -398,16 +422,53 @@ class BotifyApp:
         started = time.perf_counter()
         try:
             status, body, headers = await self._handle(scope, receive, started)
-            await _respond(send, status, body, headers)
-        except HTTPError as error:
-            await _respond(send, error.status, orjson.dumps({"detail": error.detail}), error.headers)
-        except InFlight as error:
-            await _respond(send, 409, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
-        except Unavailable as error:
-            await _respond(send, 503, orjson.dumps({"detail": str(error)}), [(b"retry-after", b"1")])
-        except Exception:
-            logger.exception("unexpected error serving %s %s", scope["method"], scope["path"])
-            await _respond(send, 500, orjson.dumps({"detail": "internal error; see the service log"}))
+        except Exception as error:  # noqa: BLE001 - every failure is an answer (`_failure` logs the unexpected)
+            status, body, headers = _failure(error, scope["method"], scope["path"])
+        await _respond(send, status, body, headers)
+
+    def immediate(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether the server may answer this POST by `answer_now`, in its own callback once the
+        body is in: a `/next` or `/last` with a declared body length within the limit, while
+        every coroutine such a request runs is known never to wait (the embedded store and
+        built-in recommenders: `Service.immediate`). Such a request then needs no ASGI task,
+        scope or messages — most of a request's cost on uvicorn (see server.py)."""
+        service = self.service
+        if (service is None or not service.immediate or target[:6] not in NOW_TARGETS or b"?" in target
+                or b"%" in target):
+            return False
+        for name, value in headers:
+            if name == b"content-length":
+                return value.isdigit() and int(value) <= self.settings.max_body_bytes
+        return False
+
+    def answer_now(self, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+                   ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The answer to a request `immediate` accepted: status, body and every header — the
+        same as through ASGI, which runs the same steps."""
+        started = time.perf_counter()
+        path = target.decode("latin-1")
+        try:
+            endpoint, _, argument = path[1:].partition("/")
+            user = self.service.parse_user(argument)
+            _, key = _body_headers(headers)
+            request = self._play(endpoint, user, key, body, started)
+            try:
+                request.send(None)
+            except StopIteration as done:
+                status, answer, extra = done.value
+            else:  # it waited after all: `immediate` is wrong about this configuration
+                request.close()
+                raise RuntimeError("a request answered now waited for something")
+        except Exception as error:  # noqa: BLE001 - as in __call__
+            status, answer, extra = _failure(error, "POST", path)
+        self.answered_now += 1
+        return status, answer, _response_headers(answer, extra)
+
+    async def _play(self, endpoint: str, user: int, key: str | None, body: bytes, started: float
+                    ) -> tuple[int, bytes, list | None]:
+        track, share = self.service.parse_listen(body)
+        answer, replayed = await self.service.play(endpoint, user, track, share, started, key)
+        return 200, answer, REPLAY_HEADERS if replayed else None
 
     async def _handle(self, scope, receive, started: float) -> tuple[int, bytes, list | None]:
         service = self.service
@@ -417,10 +478,9 @@ class BotifyApp:
             if method != "POST":
                 raise HTTPError(405, f"use POST for /{endpoint}/<user>")
             user = service.parse_user(argument)
-            length, key = _body_headers(scope)
-            track, share = service.parse_listen(await _read_body(receive, length, self.settings.max_body_bytes))
-            answer, replayed = await service.play(endpoint, user, track, share, started, key)
-            return 200, answer, REPLAY_HEADERS if replayed else None
+            length, key = _body_headers(scope["headers"])
+            body = await _read_body(receive, length, self.settings.max_body_bytes)
+            return await self._play(endpoint, user, key, body, started)
         if path == "/admin/reload":
             if method != "POST":
                 raise HTTPError(405, "use POST for /admin/reload")
@@ -438,7 +498,7 @@ class BotifyApp:
         if path == "/ready":
             log = service.log.status()
             return 200, orjson.dumps({"ready": True, **await service.store.status(), **log,
-                                      "gc": self.gc.status()}), None
+                                      "gc": self.gc.status(), "answered_now": self.answered_now}), None
         if path == "/openapi.json":
             return 200, self._openapi, None
         if endpoint == "docs":

@@ -525,6 +525,9 @@ BUILTIN = {
 }
 
 
+BUILTIN_TYPES = frozenset(BUILTIN.values())
+
+
 def _recommender_class(kind: str) -> type[Recommender]:
     if kind in BUILTIN:
         return BUILTIN[kind]
@@ -570,6 +573,8 @@ class Chain:
             self.members.append(Random(RecommenderSpec(kind="random"), resources))
         self.name = self.members[0].name
         self.n_tracks = resources.catalog.size
+        # Built-in recommenders wait for nothing but the store; a plugin may wait for anything.
+        self.immediate = all(type(member) in BUILTIN_TYPES for member in self.members)
 
     async def recommend(self, query: Query) -> Answer:
         for position, member in enumerate(self.members):

@@ -188,6 +188,9 @@ class Store(ABC):
     keys are remembered per user for `idempotency_window` seconds."""
 
     kind = "store"
+    # True when no method ever waits (answers from this process's memory): a request's
+    # coroutines then run to their end at once, and the server answers without a task.
+    immediate = False
     PENDING_TTL = 30.0  # seconds a key stays "in flight" if its request never finishes
 
     def __init__(self, history_length: int, session_length: int = default("session_length"),

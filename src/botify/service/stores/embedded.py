@@ -25,6 +25,7 @@ HEADER = struct.Struct("<dIH")  # last seen (monotonic s), requests, listens in 
 
 class EmbeddedStore(Store):
     kind = "embedded"
+    immediate = True
 
     def __init__(self, history_length: int, session_length: int = default("session_length"),
                  session_ttl: float = default("session_ttl"), idempotency_window: float = default("idempotency_window"),
