@@ -33,7 +33,7 @@ def test_compacted_logs_give_the_same_analysis_and_interactions(tmp_path: Path) 
     out = tmp_path / "compacted"
     answer = CliRunner().invoke(cli, ["logs", "compact", str(dirty), "--out", str(out)])
     assert answer.exit_code == 0, answer.output
-    assert answer.stdout.startswith(f"3 file(s), ") and f"({malformed} malformed)" in answer.stdout
+    assert answer.stdout.startswith("3 file(s), ") and f"({malformed} malformed)" in answer.stdout
     assert sorted(path.name for path in out.iterdir()) == ["_malformed", "_sources.jsonl", "day=2023-11-14",
                                                             "day=unknown"]  # "not an object" has no day
     sources = [json.loads(line) for line in (out / "_sources.jsonl").read_text().splitlines()]

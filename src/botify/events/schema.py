@@ -50,14 +50,16 @@ def event(message: str, timestamp: int, user: int, track: int, time: float, late
           agent: str | None = None) -> dict:
     """One event as the service logs it (a `next` also names the recommendation, who made it and
     its probability under the serving step; `agent` marks a person's events)."""
-    record = {"message": message, "timestamp": timestamp, "user": user, "track": track, "time": time,
-              "latency": latency}
-    if message == "next":
-        record.update(recommendation=recommendation, experiments=experiments, recommender=recommender,
-                      fallback=fallback, propensity=propensity, candidates=candidates, deterministic=deterministic)
+    if message == "next":  # one literal per message: fields in the logged order, no updates
+        record = {"message": message, "timestamp": timestamp, "user": user, "track": track, "time": time,
+                  "latency": latency, "recommendation": recommendation, "experiments": experiments,
+                  "recommender": recommender, "fallback": fallback, "propensity": propensity,
+                  "candidates": candidates, "deterministic": deterministic, "request_id": request_id,
+                  "data_version": data_version, "schema": SCHEMA_VERSION}
     else:
-        record["experiments"] = experiments
-    record.update(request_id=request_id, data_version=data_version, schema=SCHEMA_VERSION)
+        record = {"message": message, "timestamp": timestamp, "user": user, "track": track, "time": time,
+                  "latency": latency, "experiments": experiments, "request_id": request_id,
+                  "data_version": data_version, "schema": SCHEMA_VERSION}
     if agent is not None:
         record["agent"] = agent
     return record

@@ -210,6 +210,7 @@ class Recommender(ABC):
         self.resources = resources
         self.store = resources.store
         self.artist_of = resources.artist_of
+        self.policy = spec.policy  # read per request: once here rather than through the spec
 
     @classmethod
     def parse_params(cls, spec: RecommenderSpec) -> Any:
@@ -256,7 +257,7 @@ class Recommender(ABC):
         probability under this whole step), `candidates` (how many it was chosen among) and
         `deterministic` (no draw at all: a ranked pick without exploration)."""
         spec = self.spec
-        if (spec.policy == "ranked" and not spec.explore
+        if (self.policy == "ranked" and not spec.explore
                 and (scores is None or all(map(operator.ge, scores, islice(scores, 1, None))))):
             heard = query.heard(spec.heard)
             best = self._best(query, tracks, scores, heard)
@@ -284,7 +285,7 @@ class Recommender(ABC):
         chances = self._explored(pick)
         index = self._draw(query, chances, bool(spec.explore))
         query.propensity, query.candidates = chances[index], len(fresh)
-        query.deterministic = spec.policy == "ranked" and not spec.explore
+        query.deterministic = self.policy == "ranked" and not spec.explore
         return tracks[fresh[index]]
 
     def options(self, query: Query, tracks: list[int], scores: list[float] | None = None) -> Distribution | None:
@@ -302,17 +303,20 @@ class Recommender(ABC):
         return Distribution(served, self._explored(pick))
 
     def _pick(self, query: Query, tracks: list[int], scores: list[float] | None
-              ) -> tuple[list[int], list[float], set[int]] | None:
+              ) -> tuple[Sequence[int], list[float], set[int]] | None:
         """The pick before exploration: the candidates' positions left after the heard filter,
         the first `k` and re-ranking, each one's chance, and the heard tracks."""
         spec = self.spec
         heard = query.heard(spec.heard)
-        fresh = [i for i, track in enumerate(tracks) if track not in heard]
+        if heard.isdisjoint(tracks):  # the common case: every position, without a pass in Python
+            fresh: Sequence[int] = range(len(tracks))
+        else:
+            fresh = [i for i, track in enumerate(tracks) if track not in heard]
         if spec.k is not None:
             fresh = fresh[: spec.k]
         if not fresh:
             return None
-        policy = spec.policy
+        policy = self.policy
         reranked = spec.artist_discount is not None or spec.artist_cap is not None
         if policy == "uniform" and not reranked:  # the common case needs no values
             return fresh, [1.0 / len(fresh)] * len(fresh), heard
@@ -357,7 +361,7 @@ class Recommender(ABC):
     def _draw(self, query: Query, chances: list[float], mixed: bool) -> int:
         """The position drawn with `chances`: none for a plain ranked pick, one `randrange` for
         a plain uniform one, else a weighted draw."""
-        policy = self.spec.policy
+        policy = self.policy
         if not mixed and policy == "ranked":
             return chances.index(1.0)
         if not mixed and policy == "uniform":
@@ -455,13 +459,15 @@ class I2I(Recommender):
     artifact_kind = "track"
 
     def _anchors(self, query: Query) -> list[tuple[int, float]]:
-        min_time = 0.5 if self.spec.min_time is None else self.spec.min_time
-        if self.spec.anchor == "first":
+        spec = self.spec
+        min_time = 0.5 if spec.min_time is None else spec.min_time
+        if spec.anchor == "first":
             return [(query.first, 1.0)]
-        liked = [listen for listen in reversed(query.session) if listen.time >= min_time]
-        if self.spec.anchor == "last":
-            return [(liked[0].track if liked else query.first, 1.0)]
-        chosen = liked[: self.spec.anchors or 5]
+        wanted = 1 if spec.anchor == "last" else spec.anchors or 5
+        # newest first, as far back as needed (a session may hold hundreds of plays)
+        chosen = list(islice((listen for listen in reversed(query.session) if listen.time >= min_time), wanted))
+        if spec.anchor == "last":
+            return [(chosen[0].track if chosen else query.first, 1.0)]
         return [(listen.track, listen.time) for listen in chosen] or [(query.first, 1.0)]
 
     async def candidates(self, query: Query):

@@ -62,6 +62,11 @@ class Listens(Sequence):
     def __iter__(self):
         return map(Listen._make, PACKED.iter_unpack(self.data))
 
+    def __reversed__(self):
+        data, unpack = self.data, PACKED.unpack_from
+        for offset in range(len(data) - 16, -1, -16):
+            yield Listen(*unpack(data, offset))
+
     def tracks(self) -> list[int]:
         """The listens' tracks, read in one step as the first of each record's four 32-bit words."""
         return self._words(0)
