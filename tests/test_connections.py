@@ -596,3 +596,66 @@ def test_a_generated_admin_token_is_owner_only(small_world_dir: Path, tmp_path: 
     token_file.chmod(0o644)
     _one_line_failure(_serve("--catalog", small_world_dir, "--log-dir", tmp_path / "log", "--port", free_port(),
                              "--admin-token-file", token_file, env={"BOTIFY_ADMIN_TOKEN": ""}), "readable by others")
+
+
+def test_answers_in_the_protocol_wait_for_their_events_and_a_failed_write_takes_the_plays_back(
+        small_world_dir: Path, tmp_path: Path) -> None:
+    """Plays answered in one turn of the event loop get their events written in one go before
+    any answer leaves; when that write fails, every play of the group is taken back from the
+    store and answered 503 with the reason, and the log refuses plays until it can write."""
+    import asyncio
+    import resource
+
+    from botify.service.app import BotifyApp
+
+    async def scenario() -> None:
+        app = BotifyApp(ServiceSettings(catalog=small_world_dir, log_dir=tmp_path / "log", log_retry=60))
+        await app.startup()
+        headers = [(b"content-length", b"25")]
+        body = b'{"track": 3, "time": 0.5}'
+        answers = [app.answer_now(b"/next/%d" % user, headers, body) for user in (1, 2)]
+        assert [status for status, _, _ in answers] == [200, 200] and app.settle_now() == {}
+        store = app.service.store
+        assert len(await store.history(1)) == 1
+
+        previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        try:
+            answers = [app.answer_now(b"/next/%d" % user, headers, body) for user in (1, 3, 4)]
+            answers.append(app.answer_now(b"/next/5", headers, b"not json"))  # no play, no event
+            assert [status for status, _, _ in answers] == [200, 200, 200, 400]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))  # the file cannot grow
+            try:
+                replaced = app.settle_now()
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        finally:
+            signal.signal(signal.SIGXFSZ, previous_handler)
+        assert sorted(replaced) == [0, 1, 2] and all(status == 503 for status, _, _ in replaced.values())
+        assert b"event log cannot be written" in replaced[0][1]
+        assert len(await store.history(1)) == 1 and len(await store.history(3)) == 0  # taken back
+        status, body_, _ = app.answer_now(b"/next/6", headers, body)
+        assert status == 503 and app.settle_now() == {}  # refused before anything is recorded
+        assert len(await store.history(6)) == 0
+        await app.shutdown()
+
+    asyncio.run(scenario())
+    from tests.servers import read_events
+
+    assert [event["user"] for event in read_events(tmp_path / "log")] == [1, 2]
+
+
+def test_a_pipelined_burst_is_answered_in_order_and_fully_logged(small_world_dir: Path, tmp_path: Path) -> None:
+    served = Served(["--catalog", small_world_dir, "--log-dir", tmp_path / "log"])
+    try:
+        sock = _connect(served.port)
+        burst = b"".join(_play("next", str(user), b'{"track": 3, "time": 0.5}') for user in range(200))
+        answers = _exchange(sock, burst, 200)
+        assert [body.split(b",")[0] for _, _, body in answers] == [b'{"user":%d' % user for user in range(200)]
+        sock.close()
+    finally:
+        output = served.stop()
+    assert "Traceback" not in output, output
+    from tests.servers import read_events
+
+    assert sorted(event["user"] for event in read_events(tmp_path / "log")) == list(range(200))

@@ -121,3 +121,38 @@ def test_the_courses_layout_is_written_and_read_back(tmp_path: Path) -> None:
     ours, theirs = user_metrics([str(tmp_path / "again")], "EXP")[0], user_metrics([str(course)], "EXP")[0]
     for key in ours:
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+def test_held_events_leave_in_one_write_and_a_failure_says_how_many_reached_the_kernel(tmp_path: Path) -> None:
+    """Events written `held` are gathered (nothing in the file) until `release` writes them in
+    one go; a rotation writes the held ones first (they belong to the closing file); when the
+    final write fails, `release` says why and how many of the held events are in a file."""
+    log = EventLog(tmp_path, "w1", retry=0.05)
+    for user in range(3):
+        log.write({"user": user}, held=True)
+    assert read_events(tmp_path) == []
+    assert log.release() == (None, 3) and log.release() == (None, 0)  # all written; then none held
+    assert [event["user"] for event in read_events(tmp_path)] == [0, 1, 2] and log.written == 3
+
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        log.write({"user": 3, "pad": "x" * 100}, held=True)
+        log.write({"user": 4, "pad": "x" * 100}, held=True)
+        assert log.rotate() is not None  # the two held events are in the closed file
+        log.write({"user": 5, "pad": "x" * 100}, held=True)
+        log.write({"user": 6, "pad": "x" * 100}, held=True)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150, hard))  # the next file takes one line, not two
+        try:
+            error, written = log.release()
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    finally:
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert "cannot be written" in error and written == 2
+    with pytest.raises(LogUnavailable):
+        log.check()
+    time.sleep(0.06)
+    log.write({"user": 7})
+    log.close()
+    assert [event["user"] for event in read_events(tmp_path)] == [0, 1, 2, 3, 4, 7]  # 5 and 6 in no file

@@ -182,6 +182,23 @@ def test_heard_is_the_session_by_default(small_world: World, tmp_path: Path) -> 
     assert asyncio.run(nothing.recommend(Query(1, 60, 1.0, [Listen(0, 1.0), Listen(60, 1.0)]))).track == 60
 
 
+def test_a_chain_says_whether_it_reads_the_history_and_whether_it_may_wait(small_world: World,
+                                                                           tmp_path: Path) -> None:
+    """The store returns the long history only to chains that read it (the heard filter over
+    it, `last_liked`, any plugin), and the server answers in its callback only for built-ins."""
+    write_artifacts(tmp_path)
+    (tmp_path / "ctx.jsonl").write_text('{"track": 0, "recommendations": [50, 51]}\n')
+    cases = [({"kind": "random"}, False, True), ({"kind": "sticky_artist"}, False, True),
+             ({"kind": "sticky_artist", "heard": "history"}, True, True),
+             ({"kind": "i2i", "artifact": "i2i.jsonl", "fallback": {"kind": "top_pop", "artifact": "top.json",
+                                                                   "heard": "history"}}, True, True),
+             ({"kind": "last_liked", "artifact": "ctx.jsonl"}, True, True),
+             ({"kind": "tests.test_recommenders:Broken", "fallback": "sticky_artist"}, True, False)]
+    for spec, reads_history, immediate in cases:
+        built = chain(small_world, spec, tmp_path)
+        assert (built.reads_history, built.immediate) == (reads_history, immediate), spec
+
+
 class Broken(Recommender):
     async def recommend(self, query: Query) -> int | None:
         raise RuntimeError("a bug in a user's recommender")

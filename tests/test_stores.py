@@ -68,6 +68,20 @@ def test_histories_keep_the_last_n_newest_first(make_store, small_world: World) 
     run(scenario())
 
 
+def test_a_play_without_its_history_still_records_it(make_store, small_world: World) -> None:
+    """`with_history=False` (no recommender of the request reads the history): the play is
+    recorded as ever, the session returned, the history not."""
+    async def scenario():
+        store = await _loaded(make_store(history_length=3), small_world)
+        await store.listen(1, Listen(10, 1.0, 7))
+        session, history, number, _ = await store.listen(1, Listen(11, 0.5, 7), with_history=False)
+        assert list(history) == [] and session == [Listen(10, 1.0, 7), Listen(11, 0.5, 7)] and number == 2
+        assert await store.history(1) == [Listen(11, 0.5, 7), Listen(10, 1.0, 7)]
+        await store.close()
+
+    run(scenario())
+
+
 def test_sessions_open_at_next_and_close_at_last(make_store, small_world: World) -> None:
     """The open session is kept apart from the long history: it opens with the first /next
     after a /last (or the first ever), grows in order, and closes at /last."""

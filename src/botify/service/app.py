@@ -106,6 +106,7 @@ class Service:
         self.replays = 0
         self.undone = 0
         self._requests = 0
+        self.held: tuple | None = None  # the play `play` just answered while the log was held, to undo
         self.configure(data)
 
     def configure(self, data: ServiceData) -> None:
@@ -166,17 +167,19 @@ class Service:
         return assigned, chain or self.default_chain
 
     async def play(self, endpoint: str, user: int, track: int, share: float, started: float,
-                   key: str | None) -> tuple[bytes, bool]:
-        """Handle `/next` or `/last`: the answer, and whether it replays an earlier one."""
+                   key: str | None, held: bool = False) -> tuple[bytes, bool]:
+        """Handle `/next` or `/last`: the answer, and whether it replays an earlier one. With
+        `held` the event waits for `EventLog.release` (the answer must too) and the play is
+        kept in `self.held`, to be taken back if that write fails."""
         self.log.check()  # 503 before anything is recorded while the log cannot be written
         close = endpoint == "last"
         played = Listen(track, share, self.artist_of[track])
-        recorded = await self.store.listen(user, played, close, key)
+        experiments, chain = self._route(user)
+        recorded = await self.store.listen(user, played, close, key, not close and chain.reads_history)
         if recorded.replay is not None:
             self.replays += 1
             return recorded.replay, True
         try:
-            experiments, chain = self._route(user)
             self._requests += 1
             request_id = f"{self.worker}-{self._requests}"  # before awaiting: concurrent requests get their own
             agent = "person" if user >= PEOPLE_FIRST else None
@@ -194,10 +197,12 @@ class Service:
                                   recommendation=chosen.track, recommender=chosen.recommender,
                                   fallback=chosen.fallback, propensity=chosen.propensity,
                                   candidates=chosen.candidates, deterministic=chosen.deterministic, agent=agent)
-            self.log.write(event)  # in the kernel before the answer leaves
+            self.log.write(event, held)  # in the kernel before the answer leaves
         except BaseException:
             await self._undo(user, played, recorded, close, key)
             raise
+        if held:
+            self.held = (user, played, recorded, close, key)
         if key is not None:
             try:
                 await self.store.answered(user, key, answer)
@@ -265,6 +270,16 @@ def _response_headers(body: bytes, headers: list | None) -> list[tuple[bytes, by
 async def _respond(send, status: int, body: bytes, headers: list | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": _response_headers(body, headers)})
     await send({"type": "http.response.body", "body": body})
+
+
+def _run_now(coroutine):
+    """Run a coroutine that never waits (see `BotifyApp.immediate`) to its end, here."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a request answered now waited for something: `immediate` is wrong about this configuration")
 
 
 def _failure(error: Exception, method: str, path: str) -> tuple[int, bytes, list | None]:
@@ -355,6 +370,7 @@ class BotifyApp:
         self.admin_token = ""
         self.gc = GcClock.of_this_process()
         self.answered_now = 0  # requests answered by `answer_now` (without an ASGI task)
+        self._settling: list[tuple | None] | None = None  # per answer since the last `settle_now`: its play
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
@@ -447,27 +463,45 @@ class BotifyApp:
         same as through ASGI, which runs the same steps."""
         started = time.perf_counter()
         path = target.decode("latin-1")
+        service = self.service
+        if self._settling is None:
+            self._settling = []
+        service.held = None
         try:
             endpoint, _, argument = path[1:].partition("/")
             user = self.service.parse_user(argument)
             _, key = _body_headers(headers)
-            request = self._play(endpoint, user, key, body, started)
-            try:
-                request.send(None)
-            except StopIteration as done:
-                status, answer, extra = done.value
-            else:  # it waited after all: `immediate` is wrong about this configuration
-                request.close()
-                raise RuntimeError("a request answered now waited for something")
+            status, answer, extra = _run_now(self._play(endpoint, user, key, body, started, held=True))
         except Exception as error:  # noqa: BLE001 - as in __call__
             status, answer, extra = _failure(error, "POST", path)
+        self._settling.append(service.held)
         self.answered_now += 1
         return status, answer, _response_headers(answer, extra)
 
-    async def _play(self, endpoint: str, user: int, key: str | None, body: bytes, started: float
-                    ) -> tuple[int, bytes, list | None]:
+    def settle_now(self) -> dict[int, tuple[int, bytes, list[tuple[bytes, bytes]]]]:
+        """Write the events of the answers `answer_now` gave since the last call, in one write,
+        before the server sends any of them; if the log cannot take them, their plays are taken
+        back and those answers become 503 (by their position among those answers)."""
+        settling, self._settling = self._settling or [], None
+        error, written = self.service.log.release()
+        if error is None:
+            return {}
+        body = orjson.dumps({"detail": error})
+        failed = (503, body, _response_headers(body, [(b"retry-after", b"1")]))
+        replaced, logged = {}, 0
+        for position, held in enumerate(settling):
+            if held is None:  # no event: an error, or a replay
+                continue
+            if logged >= written:
+                _run_now(self.service._undo(*held))
+                replaced[position] = failed
+            logged += 1
+        return replaced
+
+    async def _play(self, endpoint: str, user: int, key: str | None, body: bytes, started: float,
+                    held: bool = False) -> tuple[int, bytes, list | None]:
         track, share = self.service.parse_listen(body)
-        answer, replayed = await self.service.play(endpoint, user, track, share, started, key)
+        answer, replayed = await self.service.play(endpoint, user, track, share, started, key, held)
         return 200, answer, REPLAY_HEADERS if replayed else None
 
     async def _handle(self, scope, receive, started: float) -> tuple[int, bytes, list | None]:

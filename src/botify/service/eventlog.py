@@ -4,9 +4,10 @@ ahead of every answer.
 An answered request's event has reached the kernel before its response is sent, so even a
 SIGKILL loses nothing the service answered: `write` hands the encoded line to the kernel with
 one `os.write` on an unbuffered, append-only file (page cache, no fsync) and only then does
-the request answer. That costs about a microsecond; grouping a tick's events into one write
-behind futures was measured slower (the futures and extra task switches cost more than the
-system calls they save).
+the request answer. Requests the server answers in its own callback (see server.py) are
+grouped: their events are written `held`, and `release` writes them in one `os.write`
+before any of their answers leaves (grouping behind futures was measured slower:
+the futures cost more than the system calls they save; here no future is involved).
 
 When the log cannot be written (disk full, directory unwritable, file system read-only),
 the request fails, a partial line is cut off again, and the log turns *unavailable*:
@@ -62,6 +63,9 @@ class EventLog:
         self._size = 0
         self._sequence = 0
         self._retry_at = 0.0
+        self._held: list[bytes] | None = None  # events written `held`, until `release`
+        self._held_error: str | None = None  # why held events could not be written
+        self._held_written = 0  # of the held events, how many reached the kernel early (rotate, close)
 
     @property
     def path(self) -> Path:
@@ -114,11 +118,41 @@ class EventLog:
         self.error = None
         return True
 
-    def write(self, event: dict) -> None:
-        """Hand one event to the kernel; raises LogUnavailable (and the log turns unavailable) if it cannot."""
+    def write(self, event: dict, held: bool = False) -> None:
+        """Hand one event to the kernel (`held`: to the group `release` writes); raises
+        LogUnavailable (and the log turns unavailable) if it cannot."""
         if self.error is not None or self._closed:
             self.check()
         data = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+        if held:
+            if self._held is None:
+                self._held = []
+            self._held.append(data)
+            return
+        self._put(data, 1)
+
+    def release(self) -> tuple[str | None, int]:
+        """Write the events held since the last release in one write. Returns None and their
+        number once all are in the kernel; else why not, and how many of the first ones are
+        (written early, by a rotation): the others are in no file, and the log turns unavailable."""
+        self._write_held()
+        done = self._held_error, self._held_written
+        self._held, self._held_error, self._held_written = None, None, 0
+        return done
+
+    def _write_held(self) -> None:
+        """Write the events held so far (at `release`, and before the file changes or closes);
+        after a failure, none that follow."""
+        if self._held:
+            held, self._held = self._held, []
+            if self._held_error is None:
+                try:
+                    self._put(b"".join(held), len(held))
+                    self._held_written += len(held)
+                except LogUnavailable as error:
+                    self._held_error = str(error)
+
+    def _put(self, data: bytes, events: int) -> None:
         try:
             if self._fd is None:
                 self._open_next()
@@ -133,7 +167,7 @@ class EventLog:
             self._failed(error)
             raise LogUnavailable(f"the event log cannot be written ({self.error}); retry shortly") from None
         self._size += len(data)
-        self.written += 1
+        self.written += events
         if self._size >= self.max_bytes:
             self._close_file()
 
@@ -160,6 +194,7 @@ class EventLog:
     def rotate(self) -> Path | None:
         """Close the current file (the next event starts a new one); the closed file's path,
         or None if nothing was written to a file since the last rotation."""
+        self._write_held()  # held events belong to the closing file's configuration
         if self._fd is None:
             return None
         closed = self.path
@@ -170,6 +205,7 @@ class EventLog:
         """Fsync and close; later writes are refused."""
         if self._closed:
             return
+        self._write_held()
         self._closed = True
         if self._fd is not None:
             try:

@@ -236,6 +236,12 @@ class Recommender(ABC):
         return None if found is None else self.choose(query, *found)
 
     @property
+    def reads_history(self) -> bool:
+        """Whether serving reads the user's long history (`query.history`), which the store then
+        returns with the play: for the heard filter over it, or a plugin (which may read anything)."""
+        return type(self) not in BUILTIN_TYPES or self.spec.heard == "history"
+
+    @property
     def replayable(self) -> bool:
         """Whether `distribution` can say what `recommend` would serve (it can when serving is
         the shared step over `candidates`, not a `recommend` of the class's own)."""
@@ -496,6 +502,7 @@ class LastLiked(Recommender):
     (`{"track", "recommendations"}` lines, e.g. from `botify train contextual`)."""
 
     artifact_kind = "track"
+    reads_history = True  # its anchor when the session has none
 
     async def recommend(self, query: Query) -> int | None:
         threshold = 0.5 if self.spec.min_time is None else self.spec.min_time
@@ -581,6 +588,7 @@ class Chain:
         self.n_tracks = resources.catalog.size
         # Built-in recommenders wait for nothing but the store; a plugin may wait for anything.
         self.immediate = all(type(member) in BUILTIN_TYPES for member in self.members)
+        self.reads_history = any(member.reads_history for member in self.members)
 
     async def recommend(self, query: Query) -> Answer:
         for position, member in enumerate(self.members):

@@ -15,7 +15,10 @@ protocol answering in its callback does 134,000. So when the app says a request 
 answered at once (`immediate`: a play on the embedded store, whose coroutines never wait),
 `GuardedHttp` collects its body and answers it in `on_message_complete` (`answer_now`), keeping
 HTTP's rules (pipelined answers in order, HTTP/1.0 and `Connection: close`, keep-alive, flow
-control, timeouts, graceful shutdown); anything else takes ASGI.
+control, timeouts, graceful shutdown); anything else takes ASGI. The answers given during one
+turn of the event loop leave together at its end (`_settle`), after their events went to the
+log in one write (`BotifyApp.settle_now`): one system call for the turn instead of one per
+request, and still no answer before its event is in the kernel.
 
 `listen` binds the port before the banner (a taken port is one line, never a log after it)
 and `run` serves that socket, with one worker or `--workers N`. Workers ask the kernel for
@@ -43,6 +46,9 @@ from botify.errors import BotifyError
 from botify.service.settings import SETTINGS_ENV, ServiceSettings
 
 PR_SET_PDEATHSIG = 1
+# Per app (one per event loop): answers given in `on_message_complete` during this turn of the
+# loop, sent together at its end (`_settle`) once their events are written in one go.
+SETTLING: dict[Any, list[tuple[GuardedHttp, tuple, bool]]] = {}
 # Called (with no arguments, maybe more than once) when a graceful shutdown begins, before open
 # requests are waited for: botify studio answers the requests it holds for a person at once.
 SHUTDOWN_HOOKS: list = []
@@ -110,14 +116,27 @@ class GuardedHttp(HttpToolsProtocol):
         self._now: bytes | None = None  # the body so far of a request to be answered at once
         self._last = False  # shutting down: close after the answer under way
         self._reads_held = False  # reading paused until the client takes its answers
+        self._owed = 0  # answers given in `on_message_complete`, not yet sent
         GuardedHttp._open.add(self)
         if GuardedHttp._sweeper is None or GuardedHttp._sweeper.done():
             GuardedHttp._sweeper = self.loop.create_task(_sweep(self.loop))
 
     def on_message_begin(self) -> None:
+        """A request starts: what uvicorn resets, but not its ASGI scope (a dict and a copy of
+        the app's state per request), made in `on_headers_complete` only for requests that take ASGI."""
         if self._phase == IDLE:
             self._phase = HEAD  # header_timeout still counts from the last answer, as after an ASGI one
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def _scope(self) -> None:
+        """uvicorn's own scope for this request (its `on_message_begin`, which also resets what
+        the parser has gathered since: kept)."""
+        url, expect, headers = self.url, self.expect_100_continue, self.headers
         super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect
+        self.headers = self.scope["headers"] = headers
 
     def on_headers_complete(self) -> None:
         self._phase, self._since = BODY, self.loop.time()
@@ -130,6 +149,7 @@ class GuardedHttp(HttpToolsProtocol):
             self._now = b""
             return
         self._now = None
+        self._scope()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -152,9 +172,24 @@ class GuardedHttp(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._now = None
-        status, answer, headers = self.app.answer_now(self.url, self.headers, body)
+        answer = self.app.answer_now(self.url, self.headers, body)
         parser = self.parser
         keep_alive = not self._last and parser.should_keep_alive() and parser.get_http_version() != "1.0"
+        self._phase = APP
+        self._owed += 1
+        settling = SETTLING.get(self.app)
+        if settling is None:
+            settling = SETTLING[self.app] = []
+            self.loop.call_soon(_settle, self.app)
+        settling.append((self, answer, keep_alive))
+        if not keep_alive:  # nothing more is read from this connection: send what is due now
+            _settle(self.app)
+
+    def _deliver(self, status: int, answer: bytes, headers: list, keep_alive: bool) -> None:
+        """Send an answer given in `on_message_complete` (its event is in the kernel)."""
+        self._owed -= 1
+        if self.transport.is_closing():
+            return
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
@@ -168,7 +203,8 @@ class GuardedHttp(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
             return
-        self._phase, self._since = IDLE, self.loop.time()
+        if not self._owed and self._phase == APP:  # not while the next request is under way
+            self._phase, self._since = IDLE, self.loop.time()
         if self.flow.write_paused:
             self._reads_held = True
             self.flow.pause_reading()
@@ -194,6 +230,8 @@ class GuardedHttp(HttpToolsProtocol):
         its request (which logs a traceback), so the app ends it as a disconnect."""
         for hook in SHUTDOWN_HOOKS:
             hook()
+        if self.app in SETTLING:
+            _settle(self.app)  # answers given, not yet sent: before the connection closes
         if self._now is not None:  # a request to be answered at once, its body on its way
             self._last = True
         else:
@@ -230,6 +268,19 @@ class GuardedHttp(HttpToolsProtocol):
             cycle.disconnected = True  # the app's receive() gets http.disconnect, its answer goes nowhere
             cycle.message_event.set()
         self.transport.close()
+
+
+def _settle(app) -> None:
+    """End of a turn of the event loop (or earlier, when a connection closes after its answer):
+    the events of the answers given in callbacks go to the log in one write, then the answers
+    leave, each on its connection and in its order (an answer whose event the log could not
+    take becomes a 503, its play taken back)."""
+    settling = SETTLING.pop(app, None)
+    if not settling:
+        return
+    replaced = app.settle_now()
+    for position, (connection, answer, keep_alive) in enumerate(settling):
+        connection._deliver(*replaced.get(position, answer), keep_alive)
 
 
 async def _sweep(loop: asyncio.AbstractEventLoop) -> None:

@@ -228,11 +228,14 @@ class Store(ABC):
         return self._artist_tracks.get(artist, [])
 
     @abstractmethod
-    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None,
+                     with_history: bool = True) -> Recorded:
         """Record a play in the user's history and open session and count the request (one
         round trip); with `close` (a `/last`) the session ends after it. With an idempotency
         `key` already answered, record nothing and return the answer; raises InFlight while
-        that key's request is still being handled."""
+        that key's request is still being handled. Without `with_history` the history is
+        recorded but not returned (empty): no recommender of the request reads it, and on
+        Redis it is most of what a play's round trip carries back."""
 
     @abstractmethod
     async def answered(self, user: int, key: str, answer: bytes) -> None:

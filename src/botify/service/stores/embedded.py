@@ -76,7 +76,8 @@ class EmbeddedStore(Store):
                 likers.pop(user, None)
         self.evicted += 1
 
-    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None,
+                     with_history: bool = True) -> Recorded:
         now = time.monotonic()
         if key is not None and self.idempotency_window:
             name = f"{user}:{key}"
@@ -93,7 +94,7 @@ class EmbeddedStore(Store):
         history = (entry + history)[: self._history_bytes]
         session = (session + entry)[-self._session_bytes:]
         self._store(user, requests + 1, history, b"" if close else session, now)  # /last closes the session
-        return Recorded(Listens(session), Listens(history), requests + 1)
+        return Recorded(Listens(session), Listens(history if with_history else b""), requests + 1)
 
     def _trim_keys(self) -> None:
         """Drop expired keys (oldest first), and the oldest beyond the bound."""

@@ -56,7 +56,7 @@ SERVER_ERRORS = ("LOADING", "MISCONF", "NOAUTH", "WRONGPASS", "OOM", "READONLY",
 
 # KEYS: history, session, request counter, this version's ready key[, idempotency key]
 # ARGV: entry, history length, session length, session TTL (ms), close (1/0), deadline (ms, Redis clock; 0: none),
-#       in-flight TTL of the idempotency key (ms)
+#       in-flight TTL of the idempotency key (ms), return the history (1/0)
 LISTEN = b"""
 local t = redis.call('TIME')
 local deadline = tonumber(ARGV[6])
@@ -83,7 +83,8 @@ end
 if #KEYS == 5 then redis.call('SET', KEYS[5], '', 'PX', ARGV[7]) end
 local keep = tonumber(ARGV[2])
 if length > keep then redis.call('LTRIM', KEYS[1], 0, keep - 1) end
-local history = redis.call('LRANGE', KEYS[1], 0, keep - 1)
+local history = {}
+if ARGV[8] == '1' then history = redis.call('LRANGE', KEYS[1], 0, keep - 1) end
 local most = tonumber(ARGV[3])
 local session
 if ARGV[5] == '1' then
@@ -225,7 +226,8 @@ class RedisStore(Store):
     def _keys_of(self, user: int) -> list[str]:
         return [f"botify:history:{user}", f"botify:session:{user}", f"botify:requests:{user}"]
 
-    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None) -> Recorded:
+    async def listen(self, user: int, listen: Listen, close: bool = False, key: str | None = None,
+                     with_history: bool = True) -> Recorded:
         keys = [*self._keys_of(user), self._key("ready")]
         if key is not None and self.idempotency_window:
             keys.append(f"botify:idem:{user}:{key}")
@@ -235,7 +237,7 @@ class RedisStore(Store):
                 deadline = int((time.time() + self._clock_offset + 0.8 * self.client.timeout) * 1000)
             reply = await self._script("listen", keys, [
                 _entry(listen), self.history_length, self.session_length, int(self.session_ttl * 1000),
-                int(close), deadline, int(self.PENDING_TTL * 1000)])
+                int(close), deadline, int(self.PENDING_TTL * 1000), int(with_history)])
             tag = reply[0]
             if tag == b"ok":
                 return Recorded(parse_listens(reply[3], keys[1]), ParsedLater(reply[2], keys[0]), int(reply[1]))
