@@ -356,3 +356,23 @@ def test_the_embedded_store_keeps_a_user_in_the_stated_bytes_and_out_of_the_coll
     assert EmbeddedStore.bytes_per_user(50) < 1100
     assert len(gc.get_objects()) - tracked < 100  # not one tracked object per user
     assert run(store.history(7))[0] == Listen(49, 0.5, 1) and len(run(store.history(7))) == 50
+
+
+@pytest.mark.parametrize("entries", [
+    [b"[1,0.5,2]", b"[3,1,4]", b"[5,0.0,6]"],  # sound: read as columns
+    [],
+    [b"[1,0.5,2]", b"junk", b"[3,1.0,4]"],  # not JSON
+    [b"[1,0.5,2,9]", b"[3,1.0,4]"],  # too many fields
+    [b"[1,0.5]", b"[3,1.0,4]"],  # too few
+    [b'["1",0.5,2]', b"[3.0,1.0,4]", b"[true,0.5,2]", b'{"a":1,"b":2,"c":3}', b'"abc"', b"7"],  # not ints
+])
+def test_lazily_parsed_listens_read_columns_as_a_whole_parse_would(entries: list[bytes]) -> None:
+    """The Redis store's session and history are parsed only as far as read: the tracks and
+    artists columns come from whole-list steps, equal to the full parse's whatever the junk."""
+    from botify.service.stores.base import ParsedLater, artists_of, parse_listens, tracks_of
+
+    whole = parse_listens(entries, "k")
+    assert tracks_of(ParsedLater(entries, "k")) == [listen.track for listen in whole]
+    assert artists_of(ParsedLater(entries, "k")) == [listen.artist for listen in whole]
+    both = ParsedLater(entries, "k")
+    assert list(both) == whole and tracks_of(both) == [listen.track for listen in whole]

@@ -240,7 +240,7 @@ class RedisStore(Store):
                 int(close), deadline, int(self.PENDING_TTL * 1000), int(with_history)])
             tag = reply[0]
             if tag == b"ok":
-                return Recorded(parse_listens(reply[3], keys[1]), ParsedLater(reply[2], keys[0]), int(reply[1]))
+                return Recorded(ParsedLater(reply[3], keys[1]), ParsedLater(reply[2], keys[0]), int(reply[1]))
             if tag == b"seen":
                 if not reply[1]:
                     raise InFlight(f"a request with Idempotency-Key {key!r} is being handled; retry in a moment")
