@@ -376,3 +376,5 @@ def test_lazily_parsed_listens_read_columns_as_a_whole_parse_would(entries: list
     assert artists_of(ParsedLater(entries, "k")) == [listen.artist for listen in whole]
     both = ParsedLater(entries, "k")
     assert list(both) == whole and tracks_of(both) == [listen.track for listen in whole]
+    columns_first = ParsedLater(entries, "k")  # whole listens after the columns: from them, the same
+    assert tracks_of(columns_first) == [listen.track for listen in whole] and list(columns_first) == whole

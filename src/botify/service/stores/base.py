@@ -117,15 +117,28 @@ def default(name: str):
     return ServiceSettings.model_fields[name].default
 
 
+def _all_values(entries: Sequence[bytes]) -> list | None:
+    """Every stored entry parsed in one orjson call, or None unless each is one JSON value."""
+    try:
+        values = orjson.loads(b"[" + b",".join(entries) + b"]")
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return values if len(values) == len(entries) else None
+
+
+def _listens_of(values) -> list[Listen]:
+    return [Listen(int(track), float(played), int(artist)) for track, played, artist in values]
+
+
 def parse_listens(entries: Sequence[bytes], where: str) -> list[Listen]:
     """Stored listens (JSON `[track, time, artist]`); junk entries are skipped and logged, so a
     damaged key costs its user nothing but the damaged entries."""
-    try:  # the common case, every entry sound: one parse for all (as many values as entries)
-        values = orjson.loads(b"[" + b",".join(entries) + b"]")
-        if len(values) == len(entries):
-            return [Listen(int(track), float(played), int(artist)) for track, played, artist in values]
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        pass
+    values = _all_values(entries)  # the common case, every entry sound: one parse for all
+    if values is not None:
+        try:
+            return _listens_of(values)
+        except (TypeError, ValueError):
+            pass
     listens = []
     for entry in entries:
         try:
@@ -160,21 +173,22 @@ class ParsedLater(Sequence):
         """The entries' track, time and artist columns when every entry is a sound
         `[int, number, int]` (else None: `parse_listens` skips and logs the junk)."""
         if self._columns is None and self._listens is None:
-            self._columns = []
+            self._columns = []  # tried: not sound, unless found so below
+            values = _all_values(self._entries)
             try:
-                values = orjson.loads(b"[" + b",".join(self._entries) + b"]")
-                if len(values) == len(self._entries) and (not values or set(map(len, values)) == {3}):
+                if values is not None and (not values or set(map(len, values)) == {3}):
                     columns = list(zip(*values)) or [(), (), ()]
                     if (set(map(type, columns[0])) <= {int} and set(map(type, columns[2])) <= {int}
                             and set(map(type, columns[1])) <= {float, int}):
                         self._columns = columns
-            except (orjson.JSONDecodeError, TypeError):
+            except TypeError:  # an entry without a length
                 pass
         return self._columns or None
 
     def _parsed(self) -> list[Listen]:
-        if self._listens is None:
-            self._listens = parse_listens(self._entries, self._where)
+        if self._listens is None:  # from the sound columns if read already: the entries are parsed once
+            self._listens = (_listens_of(zip(*self._columns)) if self._columns
+                             else parse_listens(self._entries, self._where))
         return self._listens
 
     def __len__(self) -> int:
