@@ -37,7 +37,7 @@ from botify.errors import BotifyError, Unavailable
 from botify.events.schema import event as log_event
 from botify.service.admin import authorized, resolve_admin_token
 from botify.service.docs import docs_file
-from botify.service.eventlog import EventLog
+from botify.service.eventlog import EventLog, LogUnavailable
 from botify.service.experiments import ExperimentsConfig
 from botify.service.models import MAX_USER, PEOPLE_FIRST, describe, openapi_document, read_listen
 from botify.service.recommenders import Chain, Query, Resources, check_spec, request_seed
@@ -370,7 +370,7 @@ class BotifyApp:
         self.admin_token = ""
         self.gc = GcClock.of_this_process()
         self.answered_now = 0  # requests answered by `answer_now` (without an ASGI task)
-        self._settling: list[tuple | None] | None = None  # per answer since the last `settle_now`: its play
+        self._settling: list[tuple | None] = []  # per answer since the last `settle_now`: its play, if held
 
     async def startup(self) -> None:
         data = self._data or ServiceData.read(self.settings)
@@ -464,12 +464,10 @@ class BotifyApp:
         started = time.perf_counter()
         path = target.decode("latin-1")
         service = self.service
-        if self._settling is None:
-            self._settling = []
         service.held = None
         try:
             endpoint, _, argument = path[1:].partition("/")
-            user = self.service.parse_user(argument)
+            user = service.parse_user(argument)
             _, key = _body_headers(headers)
             status, answer, extra = _run_now(self._play(endpoint, user, key, body, started, held=True))
         except Exception as error:  # noqa: BLE001 - as in __call__
@@ -482,12 +480,12 @@ class BotifyApp:
         """Write the events of the answers `answer_now` gave since the last call, in one write,
         before the server sends any of them; if the log cannot take them, their plays are taken
         back and those answers become 503 (by their position among those answers)."""
-        settling, self._settling = self._settling or [], None
+        settling, self._settling = self._settling, []
         error, written = self.service.log.release()
         if error is None:
             return {}
-        body = orjson.dumps({"detail": error})
-        failed = (503, body, _response_headers(body, [(b"retry-after", b"1")]))
+        status, body, extra = _failure(LogUnavailable(error), "POST", "(answers of one turn)")
+        failed = (status, body, _response_headers(body, extra))
         replaced, logged = {}, 0
         for position, held in enumerate(settling):
             if held is None:  # no event: an error, or a replay
