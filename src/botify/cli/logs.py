@@ -26,9 +26,10 @@ def compact(paths, out, **options) -> None:
     Malformed lines are counted in _sources.jsonl and the ones that can be read kept in
     _malformed/; `botify analyze` and `botify train` read the directory with the same results."""
     from botify.events.duck import DuckDBEngine
+    from botify.events.files import source_totals
 
     records = DuckDBEngine(engine_settings(**options)).compact(list(paths), out)
-    lines, malformed = sum(r["lines"] for r in records), sum(r["malformed"] for r in records)
+    lines, malformed = source_totals(records)
     click.echo(f"{len(records)} file(s), {lines:,} lines ({malformed:,} malformed) compacted into {out}")
 
 

@@ -30,7 +30,7 @@ import duckdb
 
 from botify.errors import BotifyError
 from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
-from botify.events.files import (SOURCES, LogSummary, compacted_only, count_lines, expand, read_sources,
+from botify.events.files import (SOURCES, LogSummary, compacted_only, count_lines, expand, is_compacted, read_sources,
                                  source_ranks)
 from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS, ORIGIN
@@ -101,7 +101,8 @@ def parquet_files(directory: str | Path) -> str | None:
     return f"read_parquet({literal(str(Path(directory) / '*' / '*.parquet'))})"
 
 
-def parquet_events_view(directories: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> str:
+def parquet_events_view(directories: list[str], sources: list[list[dict]], experiment: str | None,
+                        extra: tuple[str, ...] = ()) -> str:
     """The `events` view over compacted directories: their rows are the valid lines, and a
     row's `file` is its source file's rank among all the sources by path (see `source_ranks`).
     A directory without rows (every line was malformed) adds none."""
@@ -109,7 +110,7 @@ def parquet_events_view(directories: list[str], experiment: str | None, extra: t
     parts = ["SELECT 0 AS file, 0 AS line, 0 AS size, true AS valid, "
              + ", ".join(f'CAST(NULL AS {FIELDS[name][0]}) AS "{name}"' for name in (*ANALYSED, *extra))
              + ", '' AS treatment WHERE false"]
-    for directory, ranks in zip(directories, source_ranks(directories)):
+    for directory, ranks in zip(directories, source_ranks(directories, sources)):
         rows = parquet_files(directory)
         if rows is None:
             continue
@@ -147,10 +148,15 @@ class DuckDBEngine:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    def _view(self, connection, files: list[str], experiment: str | None, extra: tuple[str, ...] = ()) -> None:
-        compacted = compacted_only(files, [Path(name).is_dir() for name in files])
-        connection.execute(parquet_events_view(files, experiment, extra) if compacted
-                           else json_events_view(files, experiment, extra))
+    def _view(self, connection, files: list[str], experiment: str | None, extra: tuple[str, ...] = ()
+              ) -> list[list[dict]] | None:
+        """Define `events`; for compacted directories, return what their sources held (`read_sources`)."""
+        if not compacted_only(files, [Path(name).is_dir() for name in files]):
+            connection.execute(json_events_view(files, experiment, extra))
+            return None
+        sources = read_sources(files)
+        connection.execute(parquet_events_view(files, sources, experiment, extra))
+        return sources
 
     @contextmanager
     def events(self, paths: list[str | Path], experiment: str | None, extra: tuple[str, ...] = ()):
@@ -181,14 +187,11 @@ class DuckDBEngine:
     def user_metrics(self, paths, experiment, timeline=False):
         files = expand(paths)
         with self.connect() as connection:
-            self._view(connection, files, experiment)
+            sources = self._view(connection, files, experiment)
             users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
             sessions = timeline_columns(connection.execute(TIMELINE_SQL).fetchnumpy()) if timeline else None
-        if Path(files[0]).is_dir():
-            sources = [record for records in read_sources(files) for record in records]
-            lines = sum(record["lines"] for record in sources)
-            malformed = sum(record["malformed"] for record in sources)
-            return users, LogSummary(len(sources), lines, malformed, counts["unusable"], sessions)
+        if sources is not None:
+            return users, LogSummary.of_sources(sources, counts["unusable"], sessions)
         valid, rows = counts["valid_rows"], counts["rows_read"]
         # If every byte of the files is in a row of valid JSON or its newline, the reader skipped
         # nothing and its rows are the lines. Otherwise (a bad line, CRLF, a cut last line, gzip) the
@@ -210,7 +213,7 @@ class DuckDBEngine:
         if Path(files[0]).is_dir():
             raise BotifyError(f"{files[0]} is compacted already")
         out.mkdir(parents=True, exist_ok=True)
-        done = [record["source"] for record in read_sources([str(out)])[0]] if (out / SOURCES).is_file() else []
+        done = [record["source"] for record in read_sources([str(out)])[0]] if is_compacted(out) else []
         again = [name for name in files if str(Path(name).resolve()) in done]
         if again:
             raise BotifyError(f"already compacted into {out}: {', '.join(again)}")

@@ -37,6 +37,18 @@ class LogSummary:
     incomplete_fields: int
     timeline: dict[str, np.ndarray] | None = None
 
+    @classmethod
+    def of_sources(cls, sources: list[list[dict]], incomplete_fields: int,
+                   timeline: dict[str, np.ndarray] | None = None) -> LogSummary:
+        """The summary of compacted directories, from what their `_sources.jsonl` recorded."""
+        records = [record for records in sources for record in records]
+        return cls(len(records), *source_totals(records), incomplete_fields, timeline)
+
+
+def source_totals(records: list[dict]) -> tuple[int, int]:
+    """Lines and malformed lines of compacted source files, from their `_sources.jsonl` records."""
+    return sum(record["lines"] for record in records), sum(record["malformed"] for record in records)
+
 
 def is_log_file(parts: tuple[str, ...]) -> bool:
     """Whether a file at `parts` below a log directory is an event log: *.jsonl* at the top, the

@@ -10,6 +10,7 @@ most MAX_LINE_BYTES, no chr(1)); compacted Parquet is read as it is.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -33,6 +34,7 @@ REQUIRED = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdenti
 DEFAULTS = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
 
 
+@functools.cache  # once per process (a failed check raises, and is not cached)
 def check_java() -> None:
     """Spark 4 runs on Java 17 or later; without it PySpark fails with a page of the JVM's output."""
     java_home = os.environ.get("JAVA_HOME")
@@ -228,9 +230,7 @@ class SparkEngine:
         users, counts = split_user_metrics(self._run(lambda: self._collect(USER_METRICS_SQL)))
         sessions = timeline_columns(self._run(lambda: self._collect(TIMELINE_SQL))) if timeline else None
         if sources is not None:
-            records = [record for group in sources for record in group]
-            return users, LogSummary(len(records), sum(r["lines"] for r in records),
-                                     sum(r["malformed"] for r in records), counts["unusable"], sessions)
+            return users, LogSummary.of_sources(sources, counts["unusable"], sessions)
         lines = counts["rows_read"]
         return users, LogSummary(len(files), lines, lines - counts["valid_rows"], counts["unusable"], sessions)
 

@@ -53,7 +53,7 @@ def train_model(
     model = make_model(name, params)
     metrics: dict[str, float] = {}
     data: dict[str, Any] = {"served": interactions.window, "served_share": 1.0,
-                            "engine": settings.engine if settings is not None else "duckdb"}
+                            "engine": (settings or EngineSettings()).engine}
     if test_share:
         train, test = interactions.split_by_time(test_share)
         twin = make_model(name, params)
