@@ -73,6 +73,7 @@ class DailyLoop:
         self.run_dir = Path(run_dir)
         self.dynamics = dynamics or ListenerDays()
         self.day_users: dict[tuple[str, int], dict] = {}  # (experiment, day) → the engine's per-user table
+        self._day_one: dict | None = None  # day 1's per-user table over every event (`day_one_users`)
         self.studio = studio
         self.plan = plan
         self.seed = seed
@@ -186,7 +187,7 @@ class DailyLoop:
             self.day_users[(experiment.name, day)] = users
             # CUPED's pre-period is day 1, the last day before any experiment: a later day was
             # already treated, and adjusting for it would take the treatment's own effect out.
-            pre = user_metrics(self.day_files[1], None)[0] if day > 1 else None
+            pre = self.day_one_users() if day > 1 else None
             names = list(experiment.treatment_names)
             result = analyze(users, experiment.name, "C", pre, treatments=names)
             console.print(f"\n[bold]Day {day}[/]")
@@ -201,15 +202,23 @@ class DailyLoop:
                 entry["retention"] = self._retention(day, experiment, labels)
             self.summary["days"].append(entry)
 
+    def day_one_users(self) -> dict:
+        """Day 1's per-user metrics (every event, no experiment yet): CUPED's pre-period for
+        every later day and experiment, read once (day 1's logs never change after it)."""
+        if self._day_one is None:
+            from botify.analysis.engine import user_metrics
+
+            self._day_one = user_metrics(self.day_files[1], None)[0]
+        return self._day_one
+
     def _retention(self, day: int, experiment, labels: dict[str, str]) -> dict[str, Any]:
         """Retention metrics over the experiment days so far (2..day), CUPED with day 1's activity."""
-        from botify.analysis.engine import user_metrics
         from botify.analysis.retention import (RETENTION_METRICS, render_retention, retention_pre, retention_table,
                                                retention_users)
         from botify.analysis.stats import analyze
 
         users = retention_users({d: self.day_users[(experiment.name, d)] for d in range(2, day + 1)})
-        pre = retention_pre(users, {1: user_metrics(self.day_files[1], None)[0]})
+        pre = retention_pre(users, {1: self.day_one_users()})
         result = analyze(users, experiment.name, "C", pre, treatments=list(experiment.treatment_names),
                          metrics=RETENTION_METRICS)
         title = f"Day {day}: retention in {experiment.name} over days 2-{day}"
