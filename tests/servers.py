@@ -109,18 +109,18 @@ class ServiceThread:
 
 
 def simulate_through_service(world_dir: Path, world, experiments: str, log_dir: Path, episodes: int, seed: int,
-                             chunk_size: int = 400) -> Path:
-    """Serve `experiments` (TOML text) on the world's catalog and send a day of sessions through it;
-    the log directory."""
+                             chunk_size: int = 400, artifacts: Path | None = None, day: int = 1) -> Path:
+    """Serve `experiments` (TOML text, its artifacts in `artifacts`) on the world's catalog and
+    send day `day`'s sessions through it; the log directory."""
     from botify.sim import AgentSpec, SimSettings, Simulation
 
     config = log_dir.parent / f"{log_dir.name}-experiments.toml"
     config.write_text(experiments)
-    settings = ServiceSettings(catalog=world_dir, experiments=config, log_dir=log_dir)
+    settings = ServiceSettings(catalog=world_dir, experiments=config, log_dir=log_dir, artifacts=artifacts)
     with ServiceThread(settings) as running:
         simulation = Simulation(world_dir, AgentSpec(kind="remote", url=running.url, connections=16),
                                 SimSettings(episodes=episodes, seed=seed, chunk_size=chunk_size), world=world)
-        simulation.run_day(1)
+        simulation.run_day(day)
         simulation.close()
     return log_dir
 

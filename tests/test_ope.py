@@ -69,7 +69,6 @@ def run_days(root: Path, spec: WorldSpec, day1: int, day2: int, seed: int = 5) -
     """Day 1 (Random), the kNN model and the blended list, day 2 (the experiment). A chunk's
     listeners are distinct users (chunks no larger than half the users), so that no user has
     two sessions open at once."""
-    from botify.service import ServiceSettings
     from botify.train.pipeline import train_model
     from tests.servers import simulate_through_service
 
@@ -80,18 +79,8 @@ def run_days(root: Path, spec: WorldSpec, day1: int, day2: int, seed: int = 5) -
                              chunk_size=chunk)
     train_model("session-knn", [root / "day1"], root / "world", root / "artifacts" / "knn")
     blend(root / "artifacts" / "knn" / "item2item.jsonl", world.catalog, root / "artifacts" / "blend" / "item2item.jsonl")
-    config = root / "day2-experiments.toml"
-    config.write_text(experiment_toml())
-    from botify.sim import AgentSpec, SimSettings, Simulation
-    from tests.servers import ServiceThread
-
-    settings = ServiceSettings(catalog=root / "world", experiments=config, log_dir=root / "day2",
-                               artifacts=root / "artifacts")
-    with ServiceThread(settings) as running:
-        simulation = Simulation(root / "world", AgentSpec(kind="remote", url=running.url, connections=16),
-                                SimSettings(episodes=day2, seed=seed, chunk_size=chunk), world=world)
-        simulation.run_day(2)
-        simulation.close()
+    simulate_through_service(root / "world", world, experiment_toml(), root / "day2", episodes=day2, seed=seed,
+                             chunk_size=chunk, artifacts=root / "artifacts", day=2)
     return root
 
 

@@ -410,8 +410,7 @@ def test_exploration_mixes_a_uniform_draw_into_the_pick(small_world: World, tmp_
 
 def _total(distribution, catalog_size: int) -> float:
     """A distribution's whole mass: its listed chances and the floor on every other allowed track."""
-    rest = catalog_size - len(set(distribution.tracks) | set(distribution.excluded))
-    return sum(distribution.chances) + distribution.floor * rest
+    return sum(distribution.chances) + distribution.floor_mass(catalog_size)
 
 
 @pytest.mark.parametrize("spec", [

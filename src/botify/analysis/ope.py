@@ -194,9 +194,8 @@ async def _replay(logged: Logged, chain, artist_of: list[int], store) -> Replaye
         chances.extend(distribution.chances)
         offsets.append(len(tracks))
         if distribution.floor:
-            listed = set(distribution.tracks) | set(distribution.excluded)
-            floor_mass.append(distribution.floor * (size - len(listed)))
-            blocked.extend(listed)
+            floor_mass.append(distribution.floor_mass(size))
+            blocked.extend(set(distribution.tracks) | set(distribution.excluded))
         else:
             floor_mass.append(0.0)
         blocked_offsets.append(len(blocked))
@@ -206,15 +205,14 @@ async def _replay(logged: Logged, chain, artist_of: list[int], store) -> Replaye
                     np.asarray(floor_mass), as_int(blocked_offsets), as_int(blocked), answered_by, seconds, len(users))
 
 
-def replay(logged: Logged, catalog, spec, artifacts: dict, history_length: int | None = None) -> Replayed:
-    """Replay the candidate `spec` (a RecommenderSpec, its artifacts read) on every decision."""
+def replay(logged: Logged, catalog, spec, artifacts: dict) -> Replayed:
+    """Replay the candidate `spec` (a RecommenderSpec, its artifacts read) on every decision,
+    through the store the service runs with its default settings."""
     from botify.service.recommenders import Chain, Resources
-    from botify.service.settings import ServiceSettings
     from botify.service.stores import EmbeddedStore
+    from botify.service.stores.base import default
 
-    defaults = ServiceSettings.model_fields
-    store = EmbeddedStore(history_length or defaults["history_length"].default, defaults["session_length"].default,
-                          max_users=max(int(np.unique(logged.user).size), 1))
+    store = EmbeddedStore(default("history_length"), max_users=max(int(np.unique(logged.user).size), 1))
     asyncio.run(store.load(catalog, "ope", artifacts))
     resources = Resources(catalog, store)
     chain = Chain(spec, resources)
@@ -250,11 +248,14 @@ class RewardModel:
         at_start = self.step == 0
         first[self.sid[at_start]] = self.track[at_start]
         self.first_track = first
-        self.artist_keys, self.artist_times = self._index(artists[self.track])
-        self.track_keys, _ = self._index(self.track)
+        # Key widths: the logged plays' largest artist and track, plus one (`_count` uses them too).
+        self.artist_width = int(artists[self.track].max()) + 1
+        self.track_width = int(self.track.max()) + 1
+        self.artist_keys, self.artist_times = self._index(artists[self.track], self.artist_width)
+        self.track_keys, _ = self._index(self.track, self.track_width)
 
-    def _index(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        keys = (self.sid * (int(values.max()) + 1) + values) * self.length + self.step
+    def _index(self, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        keys = (self.sid * width + values) * self.length + self.step
         order = np.argsort(keys, kind="stable")
         return keys[order], self.time[order]
 
@@ -269,9 +270,7 @@ class RewardModel:
     def features(self, sid: np.ndarray, step: np.ndarray, track: np.ndarray, track_stats: np.ndarray) -> np.ndarray:
         """The model's inputs; `track_stats` holds each pair's track mean time and the share of
         it that is data (n / (n + SHRINK)), as `_track_stats` makes them."""
-        artist = self.artists[track]
-        artist_width = int(self.artists[self.track].max()) + 1
-        track_width = int(self.track.max()) + 1
+        artist, artist_width, track_width = self.artists[track], self.artist_width, self.track_width
         inside_a = artist < artist_width
         inside_t = track < track_width
         plays, latest = self._count(self.artist_keys, artist_width, sid, np.where(inside_a, artist, 0), step)
@@ -283,14 +282,13 @@ class RewardModel:
         return np.column_stack([np.ones(len(track)), heard, np.minimum(plays, 5), plays > 0, latest_time,
                                 artist == first_artist, track_stats]).astype(float)
 
-    def fit(self, logged: Logged, rows: np.ndarray, fold: np.ndarray, n_tracks: int,
-            weight: np.ndarray | None = None) -> None:
+    def fit(self, logged: Logged, rows: np.ndarray, fold: np.ndarray, n_tracks: int, weight: np.ndarray) -> None:
         """Fit one model per half of the users on the logged decisions `rows`, each weighted by
         `weight` (the candidate's importance weight: the fit is then best where the candidate
         plays, which is where DM and DR use it; unweighted in a half where they sum to 0)."""
         self.models, self.stats = [], []
         track, reward = logged.recommendation[rows], logged.reward[rows]
-        weight = np.ones(len(rows)) if weight is None else np.asarray(weight, dtype=float)
+        weight = np.asarray(weight, dtype=float)
         residuals = np.empty(len(rows))
         for half in (0, 1):
             train = fold != half

@@ -182,6 +182,10 @@ class Distribution:
     floor: float = 0.0
     excluded: set[int] | frozenset[int] = frozenset()
 
+    def floor_mass(self, catalog_size: int) -> float:
+        """The floor's whole mass: on every catalog track neither listed nor excluded."""
+        return self.floor * (catalog_size - len(set(self.tracks) | set(self.excluded)))
+
     def chance(self, track: int) -> float:
         for candidate, chance in zip(self.tracks, self.chances):
             if candidate == track:
