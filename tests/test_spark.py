@@ -5,6 +5,8 @@ training on Spark (the interactions, and mf as MLlib's ALS) writes the usual art
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -58,6 +60,9 @@ def test_both_engines_give_the_same_tables_and_verdicts(spark_settings, dirty, s
     expected, expected_summary = user_metrics([path], "EXP", timeline=True)
     found, summary = user_metrics([path], "EXP", timeline=True, settings=spark_settings)
     _same_tables(found, expected)
+    streamed, streamed_summary = user_metrics([path], "EXP")  # without the timeline: one streaming query
+    _same_tables(streamed, expected)
+    assert streamed_summary == dataclasses.replace(expected_summary, timeline=None)
     assert (summary.files, summary.lines, summary.malformed, summary.incomplete_fields) == (
         expected_summary.files, expected_summary.lines, expected_summary.malformed, expected_summary.incomplete_fields)
     assert summary.malformed > 0 and summary.incomplete_fields > 0

@@ -32,7 +32,8 @@ from botify.errors import BotifyError
 from botify.events.engine import EngineSettings, interaction_columns, split_user_metrics, timeline_columns
 from botify.events.files import (SOURCES, LogSummary, compacted_only, count_lines, expand, is_compacted, read_sources,
                                  source_ranks)
-from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
+from botify.events.relational import (ANALYSED, INTERACTIONS_SQL, SESSIONS_SQL, TIMELINE_SELECT,
+                                      USER_METRICS_SELECT, USER_METRICS_SQL)
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS, ORIGIN
 
 
@@ -188,8 +189,13 @@ class DuckDBEngine:
         files = expand(paths)
         with self.connect() as connection:
             sources = self._view(connection, files, experiment)
-            users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
-            sessions = timeline_columns(connection.execute(TIMELINE_SQL).fetchnumpy()) if timeline else None
+            sessions = None
+            if timeline:  # the sessions once (spilling beyond the memory limit), then both results
+                connection.execute(f"CREATE TEMP TABLE sessions AS {SESSIONS_SQL}")
+                users, counts = split_user_metrics(connection.execute(USER_METRICS_SELECT).fetchnumpy())
+                sessions = timeline_columns(connection.execute(TIMELINE_SELECT).fetchnumpy())
+            else:
+                users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
         if sources is not None:
             return users, LogSummary.of_sources(sources, counts["unusable"], sessions)
         valid, rows = counts["valid_rows"], counts["rows_read"]

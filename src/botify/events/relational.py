@@ -59,7 +59,8 @@ sessions AS (
 )
 """
 
-USER_METRICS_SQL = SESSIONS + """
+# Per user (and the read counts' row), over `sessions`: the CTE above, or a table of it.
+USER_METRICS_SELECT = """
 SELECT grouping("user") AS total, "user", treatment, counted,
        sum(session_time) AS time,
        count(*) AS sessions,
@@ -72,13 +73,16 @@ GROUP BY GROUPING SETS (("user", treatment, counted), ())
 HAVING grouping("user") = 1 OR counted
 ORDER BY total, "user", treatment
 """
+USER_METRICS_SQL = SESSIONS + USER_METRICS_SELECT  # in one streaming pass over the events
 
-# Finished sessions started per second, per treatment (for the report's timeline).
-TIMELINE_SQL = SESSIONS + """
+# Finished sessions started per second, per treatment (for the report's timeline), over a
+# table of `sessions` (SESSIONS_SQL): with the per-user metrics, the events are read once.
+TIMELINE_SELECT = """
 SELECT treatment, CAST(floor(started / 1000) AS BIGINT) AS second, count(*) AS sessions
 FROM sessions WHERE complete AND treatment IS NOT NULL
 GROUP BY treatment, CAST(floor(started / 1000) AS BIGINT) ORDER BY treatment, second
 """
+SESSIONS_SQL = SESSIONS + "SELECT * FROM sessions"
 
 # One row per track played: its session and position in it, and when the session started.
 INTERACTIONS_SQL = """

@@ -24,7 +24,8 @@ from botify.errors import BotifyError
 from botify.events.engine import (EngineSettings, check_master, interaction_columns, split_user_metrics,
                                   timeline_columns)
 from botify.events.files import SOURCES, LogSummary, compacted_only, is_log_file, source_ranks
-from botify.events.relational import ANALYSED, INTERACTIONS_SQL, TIMELINE_SQL, USER_METRICS_SQL
+from botify.events.relational import (ANALYSED, INTERACTIONS_SQL, SESSIONS_SQL, TIMELINE_SELECT,
+                                      USER_METRICS_SELECT, USER_METRICS_SQL)
 from botify.events.schema import FIELDS, MAX_LINE_BYTES, NUMBERS
 
 # Settings every botify session needs: the shared SQL quotes identifiers with double quotes
@@ -102,23 +103,23 @@ class SparkEngine:
     def expand(self, paths: list[str | Path]) -> tuple[list[str], bool]:
         """The files (or compacted directories) behind paths, directories and globs, sorted, and
         whether they are compacted; a pattern matching nothing is an error."""
-        files = []
+        compacted: dict[str, bool] = {}  # each file or directory found: whether it is a compacted directory
         for item in paths:
             path, filesystem = self._hadoop(str(item))
-            found = []
+            found = {}
             for status in filesystem.globStatus(path) or []:
                 name = status.getPath()
                 if not status.isDirectory():
-                    found.append(name.toString())
+                    found[name.toString()] = False
                 elif filesystem.exists(self._hadoop(f"{name.toString()}/{SOURCES}")[0]):
-                    found.append(name.toString())
+                    found[name.toString()] = True
                 else:
-                    found.extend(self._logs_below(name, filesystem))
+                    found.update(dict.fromkeys(self._logs_below(name, filesystem), False))
             if not found:
                 raise BotifyError(f"{item}: no log files there")
-            files.extend(found)
-        files = sorted(set(files))
-        return files, compacted_only(files, [self._is_directory(name) for name in files])
+            compacted.update(found)
+        files = sorted(compacted)  # as the listing said: no second call per file to the filesystem
+        return files, compacted_only(files, [compacted[name] for name in files])
 
     @staticmethod
     def _logs_below(directory, filesystem) -> list[str]:
@@ -130,10 +131,6 @@ class SparkEngine:
             if is_log_file(tuple(child.toUri().getPath()[len(root):].split("/"))):
                 found.append(child.toString())
         return found
-
-    def _is_directory(self, uri: str) -> bool:
-        path, filesystem = self._hadoop(uri)
-        return filesystem.getFileStatus(path).isDirectory()
 
     def read_sources(self, directories: list[str]) -> list[list[dict]]:
         """As `files.read_sources`, through Hadoop's filesystems."""
@@ -227,8 +224,17 @@ class SparkEngine:
     def user_metrics(self, paths, experiment, timeline=False):
         files, compacted = self._run(lambda: self.expand(paths))
         sources = self._run(lambda: self._view(files, compacted, experiment))
-        users, counts = split_user_metrics(self._run(lambda: self._collect(USER_METRICS_SQL)))
-        sessions = timeline_columns(self._run(lambda: self._collect(TIMELINE_SQL))) if timeline else None
+        if not timeline:
+            users, counts = split_user_metrics(self._run(lambda: self._collect(USER_METRICS_SQL)))
+            sessions = None
+        else:  # the sessions once (cached), then both results
+            table = self._run(lambda: self.spark.sql(SESSIONS_SQL).cache())
+            try:
+                table.createOrReplaceTempView("sessions")
+                users, counts = split_user_metrics(self._run(lambda: self._collect(USER_METRICS_SELECT)))
+                sessions = timeline_columns(self._run(lambda: self._collect(TIMELINE_SELECT)))
+            finally:
+                table.unpersist()
         if sources is not None:
             return users, LogSummary.of_sources(sources, counts["unusable"], sessions)
         lines = counts["rows_read"]

@@ -40,7 +40,7 @@ class MatrixFactorization(Model):
     max_rounds : int
         Most training rounds per trial (early stopping may end sooner).
     round_iterations : int | None
-        Iterations per round (default: 2 for ALS, 50 for BPR).
+        Iterations per round (default: 5 for ALS, 2 for ALS on Spark, 50 for BPR).
     patience : int
         Rounds without improvement before a trial stops.
     seed : int
