@@ -127,6 +127,51 @@ def test_i2i_anchors_on_the_session(small_world: World, tmp_path: Path) -> None:
                    write_artifacts(tmp_path))
     # ranks as scores: 62 gets (1.0 / 3 + 0.9 / 1) / 1.9, above 60's (1.0 / 1) / 1.9
     assert ask(course, 1, 1, [(0, 1.0), (1, 0.9)]).track == 62
+    # With min_time 0 a session of skips still anchors, equally: 62 scores (0.5 + 0.9) / 2.
+    skips = chain(small_world, {**spec, "anchor": "mix", "min_time": 0.0}, tmp_path)
+    assert ask(skips, 1, b, [(a, 0.0), (b, 0.0)]) == (62, "i2i(scored.jsonl)", False, 1.0, 4, True)
+
+
+def test_the_ranked_mix_found_from_the_lists_heads_is_the_merged_lists_pick(small_world: World,
+                                                                           tmp_path: Path) -> None:
+    """I2I's ranked pick over a mix reads the lists from their heads instead of merging them
+    whole: on 3,000 random sessions over lists that overlap, tie and repeat artists (some
+    without scores, some not ordered, some anchors without a list), with fatigue, caps and
+    every heard scope, it serves the track, propensity and candidate count that the shared
+    serving step serves over the merged lists."""
+    rng = np.random.default_rng(7)
+    pool = rng.choice(small_world.catalog.size, 40, replace=False).tolist()  # few tracks: lists overlap
+    lines = []
+    for track in pool[:30]:
+        tracks = rng.choice(pool, int(rng.integers(0, 12)), replace=False).tolist()
+        line = {"track": track, "recommendations": tracks}
+        if rng.random() < 0.8:
+            scores = np.sort(rng.integers(0, 5, len(tracks)) / 4)[::-1]  # coarse: ties
+            if rng.random() < 0.1 and len(tracks) > 1:
+                scores = scores[::-1]  # rising: not ordered, merged whole
+            line["scores"] = scores.tolist()
+        lines.append(json.dumps(line))
+    (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    specs = [{"heard": heard, "artist_discount": discount, "artist_cap": cap, "anchors": anchors, "min_time": min_time}
+             for heard in ("session", "none") for discount in (None, 0.5, 1.0) for cap in (None, 1, 2)
+             for anchors, min_time in ((None, None), (3, 0.0))]
+    members = [chain(small_world, {"kind": "i2i", "artifact": "mixed.jsonl", "anchor": "mix", "ranked": True,
+                                   **{key: value for key, value in spec.items() if value is not None}},
+                     tmp_path).members[0] for spec in specs]
+    artists = small_world.catalog.artist_codes
+    served = set()
+    for number in range(3000):
+        spec, member = specs[number % len(specs)], members[number % len(specs)]
+        session = [Listen(int(track), float(rng.choice([0.0, 0.3, 0.6, 1.0])), int(artists[track]))
+                   for track in rng.choice(pool, int(rng.integers(1, 9)))]
+        answers = []
+        for serve in (member.recommend, lambda query: Recommender.recommend(member, query)):
+            query = Query(1, session[-1].track, session[-1].time, session, seed=number)
+            track = asyncio.run(serve(query))
+            answers.append((track, query.propensity, query.candidates, query.deterministic))
+        assert answers[0] == answers[1], (spec, session)
+        served.add(answers[0][0])
+    assert len(served) > 20 and None in served
 
 
 def test_artist_fatigue_reranks_and_caps(small_world: World, tmp_path: Path) -> None:
@@ -244,12 +289,26 @@ def test_out_of_catalog_ids_are_skipped_and_counted_unless_strict(small_world: W
                     f'{{"item_id": 2, "recommendations": [4, 5]}}\n')
     artifact = read_artifact(path, n, strict=False)
     assert artifact.kind == "track" and artifact.skipped == 2
-    assert artifact.ranked(1) == Ranked([2, 3], [0.9, 0.7]) and artifact.ranked(2) == Ranked([4, 5], None)
+    assert artifact.ranked(1) == Ranked([2, 3], [0.9, 0.7], True) and artifact.ranked(2) == Ranked([4, 5], None, True)
     with pytest.raises(ArtifactError, match=f"{n + 5} is not a track id in 0..{n - 1}"):
         read_artifact(path, n)
     top = tmp_path / "top.json"
     top.write_text(f"[{n}, 1, 2]")
-    assert read_artifact(top, n, strict=False).ranked(0) == Ranked([1, 2], None)
+    assert read_artifact(top, n, strict=False).ranked(0) == Ranked([1, 2], None, True)
+
+
+def test_an_artifact_knows_which_lists_can_be_read_from_their_heads(small_world: World, tmp_path: Path) -> None:
+    """`Ranked.ordered`: distinct tracks, scores never rising and never negative (without scores,
+    ranks); found once at load."""
+    path = tmp_path / "i2i.jsonl"
+    lines = {1: ([2, 3, 4], [0.9, 0.9, 0.0]), 2: ([2, 3], None), 3: ([], None), 4: ([2, 3], [0.5, 0.6]),
+             5: ([2, 2], None), 6: ([2, 3], [0.5, -0.1]), 7: ([2, 3, 4], [0.9, 0.1, 0.2])}
+    path.write_text("".join(json.dumps({"track": key, "recommendations": tracks}
+                                       | ({"scores": scores} if scores is not None else {})) + "\n"
+                            for key, (tracks, scores) in lines.items()))
+    artifact = read_artifact(path, small_world.catalog.size)
+    assert artifact.unordered == {4, 5, 6, 7}
+    assert [artifact.ranked(key).ordered for key in lines] == [True, True, True, False, False, False, False]
 
 
 def test_config_problems_are_found_at_start(small_world_dir: Path, tmp_path: Path) -> None:

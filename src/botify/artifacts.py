@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,10 +45,21 @@ class ArtifactError(BotifyError):
 
 
 class Ranked(NamedTuple):
-    """An artifact's list for one key: tracks best first, and their scores if it has any."""
+    """An artifact's list for one key: tracks best first, and their scores if it has any.
+    `ordered`: its tracks are distinct and its scores (without scores, its ranks) never rise
+    and are never negative, so that the best of a mix of such lists can be found from their
+    heads (see `I2I`) instead of by merging them whole."""
 
     tracks: list[int]
     scores: list[float] | None
+    ordered: bool = False
+
+
+def is_ordered(tracks: list[int], scores: list[float] | None) -> bool:
+    """Whether a list is `Ranked.ordered`."""
+    if len(set(tracks)) != len(tracks):
+        return False
+    return scores is None or not scores or (all(map(operator.ge, scores, islice(scores, 1, None))) and scores[-1] >= 0)
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,16 @@ class Artifact:
     scores: dict[int, list[float]] = field(default_factory=dict)
     digest: str = ""
     skipped: int = 0  # track ids outside the catalog, left out of the lists (see read_artifact)
+    # the keys whose lists are not `Ranked.ordered` (usually none), found once at load
+    unordered: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unordered = frozenset(key for key, tracks in self.lists.items() if not is_ordered(tracks, self.scores.get(key)))
+        object.__setattr__(self, "unordered", unordered)
 
     def ranked(self, key: int) -> Ranked | None:
         tracks = self.lists.get(key)
-        return None if tracks is None else Ranked(tracks, self.scores.get(key))
+        return None if tracks is None else Ranked(tracks, self.scores.get(key), key not in self.unordered)
 
 
 def _check_tracks(values: object, n_tracks: int, where: str, strict: bool = True) -> list[int]:
