@@ -188,6 +188,8 @@ def test_a_person_listens_through_the_service(listen_studio, small_world, page, 
         count = page.locator("#listen-session tbody tr").count()
         page.click(f"[data-share='{share}']")
         page.wait_for_function(f"document.querySelectorAll('#listen-session tbody tr').length > {count}")
+        if share == "1":
+            assert page.inner_text("#session-total") == "1 track, total time 1.00"
     served = page.inner_text("#now-served")
     assert "STUDIO" in served and ("random" in served or "sticky_artist" in served)
     page.fill("#share", "0.3")

@@ -291,9 +291,8 @@ class Recommender(ABC):
                     track = query.rng.randrange(size)
             else:
                 track = tracks[fresh[self._draw(query, pick, False)]]
-            floor = spec.explore / (size - len(heard))
             chance = next((chance for index, chance in zip(fresh, pick) if tracks[index] == track), 0.0)
-            query.propensity, query.candidates = (1 - spec.explore) * chance + floor, size - len(heard)
+            query.propensity, query.candidates = self._over_catalog([chance], heard)[0][0], size - len(heard)
             return track
         chances = self._explored(pick)
         index = self._draw(query, chances, bool(spec.explore))
@@ -311,9 +310,15 @@ class Recommender(ABC):
         served = [tracks[index] for index in fresh]
         spec = self.spec
         if spec.explore_pool == "catalog" and spec.explore:
-            floor = spec.explore / (self.resources.catalog.size - len(heard))
-            return Distribution(served, [(1 - spec.explore) * chance + floor for chance in pick], floor, heard)
+            return Distribution(served, *self._over_catalog(pick, heard), heard)
         return Distribution(served, self._explored(pick))
+
+    def _over_catalog(self, chances: list[float], heard: set[int]) -> tuple[list[float], float]:
+        """Exploring the catalog: the pick's chances mixed with a uniform draw over every unheard
+        track, and that draw's own chance of any one of them (the floor under every track)."""
+        explore = self.spec.explore
+        floor = explore / (self.resources.catalog.size - len(heard))
+        return [(1 - explore) * chance + floor for chance in chances], floor
 
     def _pick(self, query: Query, tracks: list[int], scores: list[float] | None
               ) -> tuple[Sequence[int], list[float], set[int]] | None:

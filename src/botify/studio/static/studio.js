@@ -43,6 +43,10 @@ async function api(path, body, options = {}) {
   return answer;
 }
 
+function tracks(count) {
+  return count === 1 ? "1 track" : `${count} tracks`;
+}
+
 function fixed(value, digits) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
@@ -138,7 +142,7 @@ function renderListen() {
     h("td", {}, servedBy(row.served)))));
   const total = state.session.reduce((sum, row) => sum + row.time, 0);
   $("session-total").textContent = state.session.length
-    ? `${state.session.length} tracks, total time ${total.toFixed(2)}` : "";
+    ? `${tracks(state.session.length)}, total time ${total.toFixed(2)}` : "";
 }
 
 async function play(share, leave) {
@@ -153,7 +157,7 @@ async function play(share, leave) {
       const total = state.session.reduce((sum, row) => sum + row.time, 0);
       const over = $("session-over");
       over.replaceChildren(h("b", {}, "Session over"),
-        ` — ${state.session.length} tracks, total time ${total.toFixed(2)}; it is in the event log as user ${state.listener}. `,
+        ` — ${tracks(state.session.length)}, total time ${total.toFixed(2)}; it is in the event log as user ${state.listener}. `,
         "Pick a first track to listen again.");
       over.hidden = false;
     } else {
@@ -288,7 +292,7 @@ async function refreshWatch() {
     const key = session.user + "-" + session.session;
     return h("details", { "data-key": key, open: open.has(key) ? "" : null },
       h("summary", {}, `listener ${session.user}${session.agent ? " (" + session.agent + ")" : ""} · `,
-        `${session.treatment || "no treatment"} · ${session.tracks.length} tracks · time ${fixed(session.time, 2)} · `,
+        `${session.treatment || "no treatment"} · ${tracks(session.tracks.length)} · time ${fixed(session.time, 2)} · `,
         session.finished ? "finished" : "listening", " · ", new Date(session.ended).toLocaleTimeString("en-GB")),
       h("table", {}, h("tbody", {}, ...session.tracks.map((track, index) => h("tr", {},
         h("td", { class: "num" }, index + 1), h("td", {}, track.title || "track " + track.track),
