@@ -311,6 +311,15 @@ def test_an_artifact_knows_which_lists_can_be_read_from_their_heads(small_world:
     assert [artifact.ranked(key).ordered for key in lines] == [True, True, True, False, False, False, False]
 
 
+def test_an_artifacts_lists_share_one_object_per_track(small_world: World, tmp_path: Path) -> None:
+    """The parser makes an int object per occurrence; the lists keep one per track id instead
+    (ids above 256, which Python does not share by itself)."""
+    path = tmp_path / "i2i.jsonl"
+    path.write_text('{"track": 1, "recommendations": [700, 300]}\n{"track": 2, "recommendations": [300, 700]}\n')
+    lists = read_artifact(path, small_world.catalog.size).lists
+    assert lists[1] == [700, 300] and lists[1][0] is lists[2][1] and lists[1][1] is lists[2][0]
+
+
 def test_config_problems_are_found_at_start(small_world_dir: Path, tmp_path: Path) -> None:
     write_artifacts(tmp_path / "art")
     cases = {
