@@ -344,10 +344,10 @@ class Recommender(ABC):
             kept, kept_values = [], []
             for i, value in zip(fresh, values):
                 count = plays.get(self.artist_of[tracks[i]], 0)
-                if spec.artist_cap is not None and count >= spec.artist_cap:
-                    continue
-                if spec.artist_discount is not None and count:
-                    value = value * spec.artist_discount**count
+                if count:
+                    value = self._fatigued(value, count)
+                    if value is None:
+                        continue
                 kept.append(i)
                 kept_values.append(value)
             if not kept:
@@ -365,6 +365,19 @@ class Recommender(ABC):
         else:
             chances = [1.0 / count] * count
         return fresh, chances, heard
+
+    def _artist_plays(self, query: Query) -> Counter[int] | None:
+        """The session's plays per artist, if this recommender re-ranks for fatigue."""
+        spec = self.spec
+        return query.artist_plays() if spec.artist_discount is not None or spec.artist_cap is not None else None
+
+    def _fatigued(self, value: float, count: int) -> float | None:
+        """Re-ranking for artist fatigue: a candidate's value after `count` (> 0) plays of its
+        artist in this session, or None when the artist is capped."""
+        spec = self.spec
+        if spec.artist_cap is not None and count >= spec.artist_cap:
+            return None
+        return value if spec.artist_discount is None else value * spec.artist_discount**count
 
     def _explored(self, chances: list[float]) -> list[float]:
         """Epsilon-greedy over the candidate pool: the pick's chances mixed with a uniform draw
@@ -391,10 +404,7 @@ class Recommender(ABC):
         same answer, in one pass that stops as soon as no later candidate can win (a later one
         scores at most as much, and fatigue only lowers a non-negative score) — a learned list
         of 100 costs a few candidates, not a hundred."""
-        spec = self.spec
-        discount, cap, k = spec.artist_discount, spec.artist_cap, spec.k
-        plays = query.artist_plays() if discount is not None or cap is not None else None
-        artist_of = self.artist_of
+        k, plays, artist_of = self.spec.k, self._artist_plays(query), self.artist_of
         best, best_value, considered = None, -math.inf, 0
         for i, track in enumerate(tracks):
             if track in heard:
@@ -408,10 +418,9 @@ class Recommender(ABC):
             if plays:
                 count = plays.get(artist_of[track], 0)
                 if count:
-                    if cap is not None and count >= cap:
+                    value = self._fatigued(value, count)
+                    if value is None:
                         continue
-                    if discount is not None:
-                        value *= discount**count
             if value > best_value:  # the first of equals: list order
                 best, best_value = track, value
         return best
@@ -561,10 +570,7 @@ class I2I(Recommender):
         if len(shared) > SHARED_MAX:  # lists this alike (say, one anchor played twice): summing the
             found = self._merged(anchors, lists)  # shared tracks would cost more than merging
             return None if found is None else self.choose(query, *found)
-        heard = query.heard(self.spec.heard)
-        discount, cap = self.spec.artist_discount, self.spec.artist_cap
-        plays = query.artist_plays() if discount is not None or cap is not None else None
-        artist_of = self.artist_of
+        heard, plays, artist_of = query.heard(self.spec.heard), self._artist_plays(query), self.artist_of
         # the best so far: its value after fatigue, its mixed score, its first appearance
         best, best_value, best_score, best_at = None, -math.inf, -math.inf, 0
 
@@ -574,10 +580,9 @@ class I2I(Recommender):
             if plays:
                 count = plays.get(artist_of[track], 0)
                 if count:
-                    if cap is not None and count >= cap:
+                    value = self._fatigued(score, count)
+                    if value is None:
                         return
-                    if discount is not None:
-                        value *= discount**count
             if value > best_value or (value == best_value and (score > best_score
                                                                or (score == best_score and at < best_at))):
                 best, best_value, best_score, best_at = track, value, score, at
