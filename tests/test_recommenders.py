@@ -15,7 +15,7 @@ from botify.errors import BotifyError
 from botify.service import Query, Recommender, RecommenderSpec, ServiceSettings
 from botify.service.app import ServiceData
 from botify.artifacts import ArtifactError, Ranked, read_artifact
-from botify.service.recommenders import Chain, Resources, request_seed
+from botify.service.recommenders import I2I, Chain, Resources, request_seed
 from botify.service.stores import EmbeddedStore, Listen
 from botify.world import World
 from tests.servers import ServiceThread, read_events
@@ -174,6 +174,29 @@ def test_the_ranked_mix_found_from_the_lists_heads_is_the_merged_lists_pick(smal
     assert len(served) > 20 and None in served
 
 
+def test_a_subclass_of_i2i_serves_its_own_candidates_and_says_if_it_is_replayable(small_world: World,
+                                                                                  tmp_path: Path) -> None:
+    """The heads shortcut is I2I's own: a subclass with its own candidates is served them, and
+    one with its own recommend is not replayable (as any recommender deciding alone)."""
+    (tmp_path / "i2i.jsonl").write_text('{"track": 1, "recommendations": [5, 6]}\n{"track": 2, "recommendations": [7, 8]}\n')
+    member = chain(small_world, {"kind": "i2i", "artifact": "i2i.jsonl", "anchor": "mix", "ranked": True},
+                   tmp_path).members[0]
+
+    class OwnCandidates(I2I):
+        async def candidates(self, query):
+            return [9], None
+
+    class OwnRecommend(I2I):
+        async def recommend(self, query):
+            return 9
+
+    session = [Listen(1, 1.0, 0), Listen(2, 1.0, 0)]
+    own = OwnCandidates(member.spec, member.resources)
+    assert asyncio.run(own.recommend(Query(1, 2, 1.0, session))) == 9 and own.replayable
+    assert member.replayable and not OwnRecommend(member.spec, member.resources).replayable
+    assert asyncio.run(member.recommend(Query(1, 2, 1.0, session))) == 7
+
+
 def test_artist_fatigue_reranks_and_caps(small_world: World, tmp_path: Path) -> None:
     """The re-ranking step reads only the session and the catalog: score × discount ** plays of
     the candidate's artist in this session, and an optional cap per artist."""
@@ -289,12 +312,12 @@ def test_out_of_catalog_ids_are_skipped_and_counted_unless_strict(small_world: W
                     f'{{"item_id": 2, "recommendations": [4, 5]}}\n')
     artifact = read_artifact(path, n, strict=False)
     assert artifact.kind == "track" and artifact.skipped == 2
-    assert artifact.ranked(1) == Ranked([2, 3], [0.9, 0.7], True) and artifact.ranked(2) == Ranked([4, 5], None, True)
+    assert artifact.ranked(1) == Ranked([2, 3], [0.9, 0.7]) and artifact.ranked(2) == Ranked([4, 5], None)
     with pytest.raises(ArtifactError, match=f"{n + 5} is not a track id in 0..{n - 1}"):
         read_artifact(path, n)
     top = tmp_path / "top.json"
     top.write_text(f"[{n}, 1, 2]")
-    assert read_artifact(top, n, strict=False).ranked(0) == Ranked([1, 2], None, True)
+    assert read_artifact(top, n, strict=False).ranked(0) == Ranked([1, 2], None)
 
 
 def test_an_artifact_knows_which_lists_can_be_read_from_their_heads(small_world: World, tmp_path: Path) -> None:

@@ -125,11 +125,11 @@ def test_sessions_are_bounded_and_expire(make_store, small_world: World) -> None
 def test_artifacts(make_store, small_world: World) -> None:
     async def scenario():
         store = await _loaded(make_store(), small_world)
-        assert await store.ranked("users.jsonl", [1, 2, 3]) == [Ranked([5, 6, 7], None, True), Ranked([], None, True), None]
-        assert await store.ranked("top.json", [0]) == [Ranked([9, 8, 7], None, True)]
+        assert await store.ranked("users.jsonl", [1, 2, 3]) == [Ranked([5, 6, 7], None), Ranked([], None), None]
+        assert await store.ranked("top.json", [0]) == [Ranked([9, 8, 7], None)]
         assert await store.ranked("missing.jsonl", [1]) == [None]
-        assert await store.ranked("i2i.jsonl", [4, 5, 6]) == [Ranked([3, 2], [0.9, 0.25], True), Ranked([1], None, True), None]
-        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None, True)]
+        assert await store.ranked("i2i.jsonl", [4, 5, 6]) == [Ranked([3, 2], [0.9, 0.25]), Ranked([1], None), None]
+        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)]
         assert (await store.status())["store"] == store.kind
         await store.close()
 
@@ -144,7 +144,7 @@ def test_redis_keeps_no_copy_of_the_catalog_or_artifacts(redis_server, redis_url
         await asyncio.gather(*(_loaded(store, small_world) for store in stores))
         before = redis_server.command("INFO", "stats").split("total_commands_processed:")[1].split()[0]
         assert all([await store.track(3) == small_world.catalog.records[3] for store in stores])
-        assert all([await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None, True)] for store in stores])
+        assert all([await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)] for store in stores])
         after = redis_server.command("INFO", "stats").split("total_commands_processed:")[1].split()[0]
         assert int(after) == int(before) + 1  # the INFO itself
         assert len({store.version for store in stores}) == 1
@@ -195,7 +195,7 @@ def test_redis_restarted_empty_is_reloaded_without_restart(redis_server, redis_u
         await asyncio.sleep(COOL_DOWN + 0.1)
         assert (await store.listen(2, Listen(5, 1.0))).history == [Listen(5, 1.0)]  # the history went with Redis
         assert redis_server.command("EXISTS", f"botify:{store.version}:ready").strip() == "1"
-        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None, True)]
+        assert await store.ranked("users.jsonl", [1]) == [Ranked([5, 6, 7], None)]
         await store.close()
 
     run(scenario())

@@ -46,13 +46,20 @@ class ArtifactError(BotifyError):
 
 class Ranked(NamedTuple):
     """An artifact's list for one key: tracks best first, and their scores if it has any.
-    `ordered`: its tracks are distinct and its scores (without scores, its ranks) never rise
-    and are never negative, so that the best of a mix of such lists can be found from their
-    heads (see `I2I`) instead of by merging them whole."""
+    `ordered` (not a field: a Ranked is still the pair): its tracks are distinct and its scores
+    (without scores, its ranks) never rise and are never negative, so that the best of a mix
+    of such lists can be found from their heads (see `I2I`) instead of by merging them whole."""
 
     tracks: list[int]
     scores: list[float] | None
-    ordered: bool = False
+    ordered = False
+
+
+class OrderedRanked(Ranked):
+    """A `Ranked` list known to be ordered (see there)."""
+
+    __slots__ = ()
+    ordered = True
 
 
 def is_ordered(tracks: list[int], scores: list[float] | None) -> bool:
@@ -82,7 +89,9 @@ class Artifact:
 
     def ranked(self, key: int) -> Ranked | None:
         tracks = self.lists.get(key)
-        return None if tracks is None else Ranked(tracks, self.scores.get(key), key not in self.unordered)
+        if tracks is None:
+            return None
+        return (Ranked if key in self.unordered else OrderedRanked)(tracks, self.scores.get(key))
 
 
 def _check_tracks(values: object, n_tracks: int, where: str, strict: bool = True) -> list[int]:

@@ -230,9 +230,8 @@ class Recommender(ABC):
     def name(self) -> str:
         return self.spec.kind if self.spec.artifact is None else f"{self.spec.kind}({self.spec.artifact})"
 
-    async def candidates(self, query: Query) -> Ranked | tuple[list[int], list[float] | None] | None:
-        """Candidate tracks, best first, and their scores if any (an artifact's `Ranked` list, or
-        a pair); None when there are none."""
+    async def candidates(self, query: Query) -> tuple[list[int], list[float] | None] | None:
+        """Candidate tracks, best first, and their scores if any; None when there are none."""
         raise NotImplementedError(f"{type(self).__name__} implements neither candidates nor recommend")
 
     async def recommend(self, query: Query) -> int | None:
@@ -503,11 +502,14 @@ class I2I(Recommender):
 
     def __init__(self, spec: RecommenderSpec, resources: Resources) -> None:
         super().__init__(spec, resources)
-        self._from_heads = self.policy == "ranked" and not spec.explore and spec.k is None and spec.anchor == "mix"
+        # (not for a subclass with its own candidates: its recommend must serve those)
+        self._from_heads = (self.policy == "ranked" and not spec.explore and spec.k is None and spec.anchor == "mix"
+                            and type(self).candidates is I2I.candidates)
 
     @property
     def replayable(self) -> bool:
-        return True  # its `recommend` is the shared step over its candidates, found faster
+        # its own `recommend` is the shared step over its candidates, found faster
+        return type(self).recommend is I2I.recommend or super().replayable
 
     def _anchors(self, query: Query) -> list[tuple[int, float]]:
         spec = self.spec
@@ -537,7 +539,7 @@ class I2I(Recommender):
         if len(anchors) > 1 and all(found is None or found.ordered for found in lists):
             return self._best_of_heads(query, anchors, lists)
         found = self._merged(anchors, lists)
-        return None if found is None else self.choose(query, *found)
+        return None if found is None else self.choose(query, found[0], found[1], getattr(found, "ordered", False))
 
     @staticmethod
     def _merged(anchors: list[tuple[int, float]], lists: list[Ranked | None]):
