@@ -236,8 +236,12 @@ class Recommender(ABC):
 
     async def recommend(self, query: Query) -> int | None:
         """A track id, or None to let the fallback answer."""
-        found = await self.candidates(query)
-        return None if found is None else self.choose(query, *found)
+        return self._serve(query, await self.candidates(query))
+
+    def _serve(self, query: Query, found: tuple[list[int], list[float] | None] | None) -> int | None:
+        """`choose` over candidates found (nothing to serve if None); an artifact's `Ranked.ordered`
+        list is known to be in order."""
+        return None if found is None else self.choose(query, found[0], found[1], getattr(found, "ordered", False))
 
     @property
     def reads_history(self) -> bool:
@@ -537,9 +541,17 @@ class I2I(Recommender):
         anchors = self._anchors(query)
         lists = await self.store.ranked(self.spec.artifact, [track for track, _ in anchors])
         if len(anchors) > 1 and all(found is None or found.ordered for found in lists):
-            return self._best_of_heads(query, anchors, lists)
-        found = self._merged(anchors, lists)
-        return None if found is None else self.choose(query, found[0], found[1], getattr(found, "ordered", False))
+            present = [(weight, found) for (_, weight), found in zip(anchors, lists) if found is not None]
+            union: set[int] = set()
+            shared: set[int] = set()  # tracks in more than one list
+            for _, found in present:
+                if union:
+                    shared.update(union.intersection(found.tracks))
+                union.update(found.tracks)
+            # lists more alike (say, one anchor played twice) are quicker merged than summed here
+            if len(shared) <= SHARED_MAX:
+                return self._best_of_heads(query, sum(weight for _, weight in anchors), present, union, shared)
+        return self._serve(query, self._merged(anchors, lists))
 
     @staticmethod
     def _merged(anchors: list[tuple[int, float]], lists: list[Ranked | None]):
@@ -559,19 +571,15 @@ class I2I(Recommender):
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)
         return ranked, [scores[track] for track in ranked]
 
-    def _best_of_heads(self, query: Query, anchors: list[tuple[int, float]], lists: list[Ranked | None]) -> int | None:
-        """`choose` (ranked, no `k`) over `_merged`, from the lists' heads (see the class)."""
-        total = sum(weight for _, weight in anchors)
-        present = [(weight, found) for (_, weight), found in zip(anchors, lists) if found is not None]
-        union: set[int] = set()
-        shared: set[int] = set()  # tracks in more than one list
-        for _, found in present:
-            if union:
-                shared.update(union.intersection(found.tracks))
-            union.update(found.tracks)
-        if len(shared) > SHARED_MAX:  # lists this alike (say, one anchor played twice): summing the
-            found = self._merged(anchors, lists)  # shared tracks would cost more than merging
-            return None if found is None else self.choose(query, *found)
+    def _best_of_heads(self, query: Query, total: float, present: list[tuple[float, Ranked]], union: set[int],
+                       shared: set[int]) -> int | None:
+        """`choose` (ranked, no `k`) over `_merged`, from the lists' heads (see the class):
+        `present` the anchors' weights and lists (where they have one), `total` all anchors'
+        weight, `union` every track of the lists, `shared` those in more than one."""
+
+        def share(weight: float, found: Ranked, position: int) -> float:  # as `_merged` weighs it
+            return weight * (found.scores[position] if found.scores else 1.0 / (1 + position)) / total
+
         heard, plays, artist_of = query.heard(self.spec.heard), self._artist_plays(query), self.artist_of
         # the best so far: its value after fatigue, its mixed score, its first appearance
         best, best_value, best_score, best_at = None, -math.inf, -math.inf, 0
@@ -593,10 +601,10 @@ class I2I(Recommender):
         if shared:  # summed in the lists' order, as the merge sums them
             mixed: dict[int, list] = {}  # a shared track: [its mixed score so far, its first appearance]
             for weight, found in present:
-                tracks, scores = found.tracks, found.scores
+                tracks = found.tracks
                 for track in shared.intersection(tracks):
                     position = tracks.index(track)
-                    score = weight * (scores[position] if scores else 1.0 / (1 + position)) / total
+                    score = share(weight, found, position)
                     if track in mixed:
                         mixed[track][0] += score
                     else:
@@ -607,9 +615,9 @@ class I2I(Recommender):
                     weigh(track, score, at)
             start = 0
         for weight, found in present:
-            tracks, scores = found.tracks, found.scores
+            tracks = found.tracks
             for position, track in enumerate(tracks):
-                score = weight * (scores[position] if scores else 1.0 / (1 + position)) / total
+                score = share(weight, found, position)
                 if score < best_value:  # the rest of this list scores no more
                     break
                 if track not in heard and track not in shared:
@@ -640,7 +648,7 @@ class LastLiked(Recommender):
         if anchor is None:
             return None
         (neighbours,) = await self.store.ranked(self.spec.artifact, [anchor])
-        track = None if neighbours is None else self.choose(query, *neighbours)
+        track = self._serve(query, neighbours)
         if track is not None:
             return track
         for other in await self.store.random_likers(anchor, 5, query.rng):
