@@ -16,6 +16,7 @@ from scipy import stats
 from botify.analysis import TreatmentStats, analyze, user_metrics, welch
 from botify.analysis.engine import METRICS
 from botify.analysis.stats import holm
+from botify.events.duck import metrics_and_events
 from botify.service.experiments import Experiment
 
 
@@ -88,6 +89,23 @@ def test_per_user_metrics_equal_the_reference(tmp_path: Path) -> None:
         assert users["treatment"][row] == expected[user]["treatment"]
         for metric in METRICS:
             assert users[metric][row] == pytest.approx(expected[user][metric], abs=1e-9, rel=1e-9)
+
+
+def test_metrics_and_events_read_the_logs_once(tmp_path: Path) -> None:
+    """The studio's board: the same per-user metrics and summary as `user_metrics`, and an
+    `events` that holds the logs as read, whatever happens to the files afterwards."""
+    events = write_logs(tmp_path / "log")
+    users, summary = user_metrics([tmp_path / "log"], "EXP")
+    with metrics_and_events([tmp_path / "log"], "EXP") as ((once, once_summary), connection):
+        assert once_summary == summary
+        assert sorted(once) == sorted(users)
+        for name in users:
+            np.testing.assert_array_equal(once[name], users[name])
+        for path in (tmp_path / "log").iterdir():
+            path.write_text("")
+        assert connection.execute("SELECT count(*) FROM events").fetchone()[0] == len(events)
+        assert connection.execute("SELECT count(DISTINCT \"user\") FROM events").fetchone()[0] == \
+            len({event["user"] for event in events})
 
 
 def test_effects_equal_the_reference_welch_and_scipy(tmp_path: Path) -> None:

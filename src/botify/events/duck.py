@@ -189,13 +189,29 @@ class DuckDBEngine:
         files = expand(paths)
         with self.connect() as connection:
             sources = self._view(connection, files, experiment)
-            sessions = None
-            if timeline:  # the sessions once (spilling beyond the memory limit), then both results
-                connection.execute(f"CREATE TEMP TABLE sessions AS {SESSIONS_SQL}")
-                users, counts = split_user_metrics(connection.execute(USER_METRICS_SELECT).fetchnumpy())
-                sessions = timeline_columns(connection.execute(TIMELINE_SELECT).fetchnumpy())
-            else:
-                users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
+            return self._user_metrics(connection, files, sources, timeline)
+
+    @contextmanager
+    def read_once(self, paths: list[str | Path], experiment: str | None):
+        """The per-user metrics and log summary (as `user_metrics`) and a connection whose `events`
+        holds the logs as read then: for a reader that asks the same logs several things (the
+        studio's board), one pass over the files instead of one per query (`events` is a view,
+        read again by every query over it)."""
+        files = expand(paths)
+        with self.connect() as connection:
+            sources = self._view(connection, files, experiment)
+            connection.execute("CREATE TEMP TABLE events_read AS SELECT * FROM events")
+            connection.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM events_read")
+            yield self._user_metrics(connection, files, sources, False), connection
+
+    def _user_metrics(self, connection, files: list[str], sources: list[list[dict]] | None, timeline: bool):
+        sessions = None
+        if timeline:  # the sessions once (spilling beyond the memory limit), then both results
+            connection.execute(f"CREATE TEMP TABLE sessions AS {SESSIONS_SQL}")
+            users, counts = split_user_metrics(connection.execute(USER_METRICS_SELECT).fetchnumpy())
+            sessions = timeline_columns(connection.execute(TIMELINE_SELECT).fetchnumpy())
+        else:
+            users, counts = split_user_metrics(connection.execute(USER_METRICS_SQL).fetchnumpy())
         if sources is not None:
             return users, LogSummary.of_sources(sources, counts["unusable"], sessions)
         valid, rows = counts["valid_rows"], counts["rows_read"]
@@ -258,3 +274,8 @@ def events_view(paths: list[str | Path], experiment: str | None = None, extra: t
     """`DuckDBEngine.events` with the default settings: the one way ad-hoc readers of the logs
     (the studio, `botify.api.read_events`, `botify ope`) get the `events` view."""
     return DuckDBEngine(EngineSettings()).events(paths, experiment, extra)
+
+
+def metrics_and_events(paths: list[str | Path], experiment: str | None = None):
+    """`DuckDBEngine.read_once` with the default settings: the studio's board, from one read."""
+    return DuckDBEngine(EngineSettings()).read_once(paths, experiment)

@@ -1,11 +1,11 @@
 """The Watch view's figures, computed from the event log the service writes and nothing else.
 
-The verdict is `botify analyze`'s own code (`user_metrics`, then `analyze` against the control),
-so the page shows the numbers the command prints on the same files. Traffic (requests per
-second, latency) and the recent sessions come from the same parsed `events` table
-(`load_events`) and the same session numbering. A snapshot is recomputed only when the log
-files have changed, at most every `interval` seconds, in a thread, so a page polling every
-second costs the service little.
+The verdict is `botify analyze`'s own code (its per-user metrics, then `analyze` against the
+control), so the page shows the numbers the command prints on the same files. Traffic
+(requests per second, latency) and the recent sessions come from the same `events`, with the
+same session numbering; the files are read once per snapshot (`metrics_and_events`), not once
+per query. A snapshot is recomputed only when the log files have changed, at most every
+`interval` seconds, in a thread, so a page polling every second costs the service little.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from botify.analysis.engine import user_metrics
 from botify.analysis.stats import analyze
 from botify.errors import BotifyError
-from botify.events.duck import events_view
+from botify.events.duck import metrics_and_events
 from botify.events.files import expand
 from botify.events.relational import ORDER, USABLE, session_number
 from botify.service.models import PEOPLE_FIRST
@@ -72,25 +71,25 @@ def snapshot(log_dir: Path, experiment: str | None, control: str = "C", now: flo
     if not files:
         board["note"] = f"no event log in {log_dir} yet"
         return board
-    users, summary = user_metrics(files, experiment)
-    board.update(lines=summary.lines, skipped=summary.malformed + summary.incomplete_fields)
-    if experiment is not None and len(users["user"]):
-        for name in sorted(set(users["treatment"].tolist())):  # the treatments `analyze` compares
-            chosen = users["treatment"] == name
-            board["treatments"].append({"treatment": name, "users": int(chosen.sum()),
-                                        "sessions": int(users["sessions"][chosen].sum()),
-                                        "mean": _number(users[PRIMARY][chosen].mean())})
-        try:
-            result = analyze(users, experiment, control)
-        except ValueError as error:  # no control users yet
-            board["note"] = str(error)
-        else:
-            board.update(srm_p_value=_number(result.srm_p_value), srm=result.srm, comparisons=[
-                {key: (_number(value) if isinstance(value, float) else value) for key, value in item.as_dict().items()}
-                for item in result.comparisons if item.metric == PRIMARY])
-    elif experiment is not None:
-        board["note"] = f"no finished sessions in experiment {experiment} yet"
-    with events_view(files, experiment) as connection:
+    with metrics_and_events(files, experiment) as ((users, summary), connection):  # the files read once
+        board.update(lines=summary.lines, skipped=summary.malformed + summary.incomplete_fields)
+        if experiment is not None and len(users["user"]):
+            for name in sorted(set(users["treatment"].tolist())):  # the treatments `analyze` compares
+                chosen = users["treatment"] == name
+                board["treatments"].append({"treatment": name, "users": int(chosen.sum()),
+                                            "sessions": int(users["sessions"][chosen].sum()),
+                                            "mean": _number(users[PRIMARY][chosen].mean())})
+            try:
+                result = analyze(users, experiment, control)
+            except ValueError as error:  # no control users yet
+                board["note"] = str(error)
+            else:
+                board.update(srm_p_value=_number(result.srm_p_value), srm=result.srm, comparisons=[
+                    {key: (_number(value) if isinstance(value, float) else value)
+                     for key, value in item.as_dict().items()}
+                    for item in result.comparisons if item.metric == PRIMARY])
+        elif experiment is not None:
+            board["note"] = f"no finished sessions in experiment {experiment} yet"
         traffic = connection.execute(TRAFFIC_SQL, {"since": int((now - WINDOW) * 1000)}).fetchall()
         recent = connection.execute(RECENT_SQL).fetchall()
     board["traffic"] = [{"second": second, "requests": count, "mean_ms": _number(mean), "p99_ms": _number(p99)}
