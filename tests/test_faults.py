@@ -75,13 +75,23 @@ class Served:
                                         env={**os.environ, "BOTIFY_ADMIN_TOKEN": ADMIN, **(env or {})},
                                         preexec_fn=limit)
         deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, self.process.stdout.read().decode()
-            with contextlib.suppress(OSError):
-                if Client(self.url).call("GET", "/health")[0] == 200:
-                    return
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.05)
+        try:
+            while True:
+                assert self.process.poll() is None, self.process.stdout.read().decode()
+                probe = Client(self.url)
+                try:
+                    if probe.call("GET", "/health")[0] == 200:
+                        return
+                except OSError:
+                    pass
+                finally:  # closed now: a probe left open counts against --max-connections
+                    probe.connection.close()
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.05)
+        except BaseException:  # no server left running after a failed start
+            self.process.kill()
+            self.process.wait()
+            raise
 
     @property
     def url(self) -> str:
