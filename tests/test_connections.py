@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from botify.service.admin import resolve_admin_token
 from botify.service.process import free_port
 from botify.service.server import listen, uvicorn_options, watch_parent
 from botify.service.settings import ServiceSettings
@@ -573,6 +574,38 @@ def test_the_banner_never_shows_the_redis_password(small_world_dir: Path, tmp_pa
         assert "admin token from $BOTIFY_ADMIN_TOKEN" in banner
     finally:
         server.stop()
+
+
+def test_services_started_at_once_share_one_whole_admin_token(small_world_dir: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """The token file appears whole or not at all: of many starts at once, one token wins and
+    every start, and the file, has it (written in place, the file was read empty, or
+    truncated and rewritten by a second start with another token)."""
+    monkeypatch.delenv("BOTIFY_ADMIN_TOKEN", raising=False)
+    settings = ServiceSettings(catalog=small_world_dir, admin_token_file=tmp_path / "secrets" / "admin-token")
+    opened = os.fdopen
+
+    def slow_disk(*args, **kwargs):  # a file is created a while before the token is in it
+        handle = opened(*args, **kwargs)
+        time.sleep(0.2)
+        return handle
+
+    monkeypatch.setattr(os, "fdopen", slow_disk)
+    start, tokens = threading.Barrier(16), []
+
+    def resolve() -> None:
+        start.wait()
+        tokens.append(resolve_admin_token(settings)[0])
+
+    threads = [threading.Thread(target=resolve) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    token_file = settings.admin_token_file
+    assert len(tokens) == 16 and set(tokens) == {token_file.read_text().strip()}
+    assert token_file.stat().st_mode & 0o777 == 0o600 and len(tokens[0]) >= 24
+    assert sorted(path.name for path in token_file.parent.iterdir()) == ["admin-token"]  # no file left behind
 
 
 def test_a_generated_admin_token_is_owner_only(small_world_dir: Path, tmp_path: Path) -> None:

@@ -39,16 +39,35 @@ def resolve_admin_token(settings: ServiceSettings) -> tuple[str, str]:
     path = settings.admin_token_file
     token = read_token_file(path)
     if token is None:
-        token = secrets.token_urlsafe(24)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(token + "\n")
+            token = _create_token_file(path)
         except OSError as error:
             raise BotifyError(f"cannot write the admin token to {path} ({error.strerror}); "
                               f"set {ADMIN_TOKEN_ENV} instead") from None
     return token, str(path)
+
+
+def _create_token_file(path: Path) -> str:
+    """A new token in `path`, which appears whole or not at all: written to a file of its own,
+    then linked into place, so that a reader never finds it empty and, of services started at
+    once, the first to link wins and the others take its token (an empty `path` is replaced)."""
+    token = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    written = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            existing = read_token_file(path)
+            if existing is not None:
+                return existing
+            os.replace(written, path)
+    finally:
+        written.unlink(missing_ok=True)
+    return token
 
 
 def authorized(header: bytes | None, token: str) -> bool:
