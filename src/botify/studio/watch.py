@@ -72,26 +72,26 @@ def snapshot(log_dir: Path, experiment: str | None, control: str = "C", now: flo
         board["note"] = f"no event log in {log_dir} yet"
         return board
     with metrics_and_events(files, experiment) as ((users, summary), connection):  # the files read once
-        board.update(lines=summary.lines, skipped=summary.malformed + summary.incomplete_fields)
-        if experiment is not None and len(users["user"]):
-            for name in sorted(set(users["treatment"].tolist())):  # the treatments `analyze` compares
-                chosen = users["treatment"] == name
-                board["treatments"].append({"treatment": name, "users": int(chosen.sum()),
-                                            "sessions": int(users["sessions"][chosen].sum()),
-                                            "mean": _number(users[PRIMARY][chosen].mean())})
-            try:
-                result = analyze(users, experiment, control)
-            except ValueError as error:  # no control users yet
-                board["note"] = str(error)
-            else:
-                board.update(srm_p_value=_number(result.srm_p_value), srm=result.srm, comparisons=[
-                    {key: (_number(value) if isinstance(value, float) else value)
-                     for key, value in item.as_dict().items()}
-                    for item in result.comparisons if item.metric == PRIMARY])
-        elif experiment is not None:
-            board["note"] = f"no finished sessions in experiment {experiment} yet"
         traffic = connection.execute(TRAFFIC_SQL, {"since": int((now - WINDOW) * 1000)}).fetchall()
         recent = connection.execute(RECENT_SQL).fetchall()
+    board.update(lines=summary.lines, skipped=summary.malformed + summary.incomplete_fields)
+    if experiment is not None and len(users["user"]):
+        for name in sorted(set(users["treatment"].tolist())):  # the treatments `analyze` compares
+            chosen = users["treatment"] == name
+            board["treatments"].append({"treatment": name, "users": int(chosen.sum()),
+                                        "sessions": int(users["sessions"][chosen].sum()),
+                                        "mean": _number(users[PRIMARY][chosen].mean())})
+        try:
+            result = analyze(users, experiment, control)
+        except ValueError as error:  # no control users yet
+            board["note"] = str(error)
+        else:
+            board.update(srm_p_value=_number(result.srm_p_value), srm=result.srm, comparisons=[
+                {key: (_number(value) if isinstance(value, float) else value)
+                 for key, value in item.as_dict().items()}
+                for item in result.comparisons if item.metric == PRIMARY])
+    elif experiment is not None:
+        board["note"] = f"no finished sessions in experiment {experiment} yet"
     board["traffic"] = [{"second": second, "requests": count, "mean_ms": _number(mean), "p99_ms": _number(p99)}
                         for second, count, mean, p99 in traffic]
     board["recent"] = [
