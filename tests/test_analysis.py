@@ -99,16 +99,31 @@ def test_metrics_and_events_read_the_logs_once(tmp_path: Path) -> None:
     with metrics_and_events([tmp_path / "log"], "EXP") as ((once, once_summary), connection):
         assert once_summary == summary
         assert sorted(once) == sorted(users)
-        for name in users:  # sums of floats, in whichever order DuckDB's threads add them
-            if users[name].dtype.kind == "f":
-                np.testing.assert_allclose(once[name], users[name], rtol=1e-12)
-            else:
-                np.testing.assert_array_equal(once[name], users[name])
+        for name in users:  # the same bits: sums are exact, whatever order DuckDB's threads add in
+            np.testing.assert_array_equal(once[name], users[name], err_msg=name)
         for path in (tmp_path / "log").iterdir():
             path.write_text("")
         assert connection.execute("SELECT count(*) FROM events").fetchone()[0] == len(events)
         assert connection.execute("SELECT count(DISTINCT \"user\") FROM events").fetchone()[0] == \
             len({event["user"] for event in events})
+
+
+def test_sums_are_exact_and_far_out_values_unusable(tmp_path: Path) -> None:
+    """A user's time and latency are exact sums rounded once, the same in any order (adding the
+    doubles 0.1, 0.2, 0.3 in this order gives 0.6000000000000001); an event whose time or
+    latency is a billion or more is unusable, not summed, and does not stop the analysis."""
+    lines = []
+    for user, times in ((1, (0.1, 0.2, 0.3)), (2, (0.3, 0.2, 0.1)), (3, (0.1, 1e300, 0.2, 0.3)), (4, (0.1, 0.2, 0.3))):
+        for step, played in enumerate(times):
+            lines.append({"message": "last" if step == len(times) - 1 else "next", "timestamp": 10 * user + step,
+                          "user": user, "track": step, "time": played, "latency": 1e12 if user == 4 and step == 1 else played,
+                          "experiments": {"EXP": "C"}})
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "events-0-0001.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    users, summary = user_metrics([tmp_path / "log"], "EXP")
+    assert users["user"].tolist() == [1, 2, 3, 4] and summary.incomplete_fields == 2
+    assert users["time"].tolist() == [0.6, 0.6, 0.6, 0.4]
+    assert users["mean_request_latency"].tolist() == [200.0, 200.0, 200.0, 200.0]
 
 
 def test_effects_equal_the_reference_welch_and_scipy(tmp_path: Path) -> None:

@@ -14,10 +14,23 @@ from __future__ import annotations
 # The typed fields of the `events` view (besides file, line, size, valid and treatment).
 ANALYSED = ("message", "timestamp", "user", "track", "time", "latency")
 
+# Times and latencies are summed exactly, as decimals with 15 places, so that a user's figures do
+# not depend on the order an engine's threads add them in (floats do: 0.1 + 0.2 + 0.3 is not
+# 0.3 + 0.2 + 0.1), and the analysis of the same logs gives the same bits every run. A value as
+# far out as a billion (seconds, or shares of a track) is not a measurement; such an event is
+# unusable, which also keeps every sum inside the decimal's 23 integer digits.
+BOUND = 1e9
+
+
+def exact(column: str) -> str:
+    """`column` (a double of a usable event) as the exact decimal the sums add."""
+    return f'CAST("{column}" AS DECIMAL(38, 15))'
+
+
 # An event the analysis can use: JSON with every field it needs (an event without a `message`
 # is not usable either, hence the coalesce: NULL is not false, and NOT NULL is NULL).
-USABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
-                  AND "time" IS NOT NULL AND latency IS NOT NULL, false)"""
+USABLE = f"""coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
+                  AND abs("time") < {BOUND:.0f} AND abs(latency) < {BOUND:.0f}, false)"""
 
 # An event training can use: it needs the track, not the latency.
 TRAINABLE = """coalesce(valid AND message IN ('next', 'last') AND "user" IS NOT NULL AND "timestamp" IS NOT NULL
@@ -52,7 +65,8 @@ sessions AS (
     SELECT "user", session, count(*) AS rows_read, count(*) FILTER (WHERE valid) AS valid_rows,
            count(*) FILTER (WHERE valid AND NOT usable) AS unusable, sum(size) AS bytes,
            min(treatment) FILTER (WHERE usable) AS treatment, count(*) FILTER (WHERE usable) AS tracks,
-           sum("time") FILTER (WHERE usable) AS session_time, sum(latency) FILTER (WHERE usable) AS latency_sum,
+           sum(CASE WHEN usable THEN """ + exact("time") + """ END) AS session_time,
+           sum(CASE WHEN usable THEN """ + exact("latency") + """ END) AS latency_sum,
            coalesce(bool_or(is_last) FILTER (WHERE usable), false) AS complete,
            min("timestamp") FILTER (WHERE usable) AS started
     FROM numbered GROUP BY "user", session
@@ -62,11 +76,11 @@ sessions AS (
 # Per user (and the read counts' row), over `sessions`: the CTE above, or a table of it.
 USER_METRICS_SELECT = """
 SELECT grouping("user") AS total, "user", treatment, counted,
-       sum(session_time) AS time,
+       CAST(sum(session_time) AS DOUBLE) AS time,
        count(*) AS sessions,
-       1000 * sum(latency_sum) / nullif(sum(tracks), 0) AS mean_request_latency,
+       1000 * CAST(sum(latency_sum) AS DOUBLE) / nullif(sum(tracks), 0) AS mean_request_latency,
        sum(tracks) / nullif(count(*), 0) AS mean_tracks_per_session,
-       sum(session_time) / nullif(count(*), 0) AS mean_time_per_session,
+       CAST(sum(session_time) AS DOUBLE) / nullif(count(*), 0) AS mean_time_per_session,
        sum(rows_read) AS rows_read, sum(valid_rows) AS valid_rows, sum(unusable) AS unusable, sum(bytes) AS bytes
 FROM (SELECT *, complete AND treatment IS NOT NULL AS counted FROM sessions) s
 GROUP BY GROUPING SETS (("user", treatment, counted), ())

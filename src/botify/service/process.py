@@ -33,7 +33,13 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
+    @property
+    def _see(self) -> str:
+        return f"; see {self.log_file}" if self.log_file else ""
+
+    def start(self, timeout: float = 120.0) -> ServiceProcess:
+        """Waits for /ready while the process lives: a start takes a few seconds, but several times
+        that on a machine whose CPU is shared, so `timeout` only guards against a hang."""
         from botify.client import BotifyClient
 
         started = time.monotonic()
@@ -44,8 +50,7 @@ class ServiceProcess:
         try:
             while time.monotonic() - started < timeout:
                 if self.process.poll() is not None:
-                    raise BotifyError(f"botify serve exited with status {self.process.returncode}"
-                                      + (f"; see {self.log_file}" if self.log_file else ""))
+                    raise BotifyError(f"botify serve exited with status {self.process.returncode}{self._see}")
                 try:
                     if client.get("/ready")[0] == 200:
                         self.startup_seconds = time.monotonic() - started
@@ -56,7 +61,7 @@ class ServiceProcess:
         finally:
             client.close()
         self.stop()
-        raise BotifyError(f"botify serve was not ready on {self.url} after {timeout:.0f} s")
+        raise BotifyError(f"botify serve was not ready on {self.url} after {timeout:.0f} s{self._see}")
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, so the service writes every event it answered before exiting."""
