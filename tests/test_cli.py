@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli.main import cli
+from tests.servers import PATIENCE
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -36,7 +37,7 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 def _botify(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("botify")
     env = {**os.environ, "COLUMNS": "120"}
-    return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=10 * PATIENCE, env=env)
 
 
 def test_generate_info_and_simulate(tmp_path: Path) -> None:
@@ -79,10 +80,11 @@ def test_remote_agent_without_server_is_one_clear_line(small_world_dir: Path, tm
 
 
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
-    run = _botify("demo", "--dir", "d", "--episodes", "3000", "--report", "out/demo.html", cwd=tmp_path)
+    run = _botify("demo", "--dir", "d", "--day1-episodes", "3000", "--episodes", "3000", "--report", "out/demo.html",
+                  cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     # Day 1 is a calibrated day of random traffic through the real service.
-    match = re.search(r"10,000\s+([\d.]+) ±[\d.]+\s+([\d.]+) ±", run.stdout)
+    match = re.search(r"3,000\s+([\d.]+) ±[\d.]+\s+([\d.]+) ±", run.stdout)
     assert match, run.stdout
     mean_time, mean_tracks = map(float, match.groups())
     assert 1.7 <= mean_time <= 2.5 and 5.5 <= mean_tracks <= 8.5

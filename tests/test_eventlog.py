@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import resource
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,29 @@ import pytest
 
 from botify.service.eventlog import EventLog, LogUnavailable
 from tests.servers import read_events
+
+
+class Clock:
+    """The event log's clock, moved by hand: whether its retry second has passed does not depend
+    on how fast the machine runs the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture()
+def clock(monkeypatch) -> Clock:
+    import botify.service.eventlog
+
+    clock = Clock()
+    monkeypatch.setattr(botify.service.eventlog.time, "monotonic", clock)
+    return clock
 
 
 def test_an_event_is_in_the_file_once_written_and_files_rotate_by_size(tmp_path: Path) -> None:
@@ -44,9 +66,9 @@ def test_a_new_log_never_overwrites_an_old_file_and_rotation_makes_no_empty_file
     assert all(path.stat().st_size for path in tmp_path.glob("*.jsonl"))
 
 
-def test_a_full_disk_fails_the_batch_cuts_the_partial_line_and_recovers(tmp_path: Path) -> None:
+def test_a_full_disk_fails_the_batch_cuts_the_partial_line_and_recovers(tmp_path: Path, clock: Clock) -> None:
     """A file-size limit (RLIMIT_FSIZE) stands in for a full disk: writes past it fail with EFBIG."""
-    log = EventLog(tmp_path, "w1", retry=0.05)
+    log = EventLog(tmp_path, "w1")
     previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 
@@ -61,7 +83,7 @@ def test_a_full_disk_fails_the_batch_cuts_the_partial_line_and_recovers(tmp_path
                 log.check()  # refuses before anything is recorded
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        time.sleep(0.06)
+        clock.advance(1.1)  # past the 1 s retry
         log.check()  # the probe succeeds: available again
         log.write({"user": 9})
     finally:
@@ -72,11 +94,12 @@ def test_a_full_disk_fails_the_batch_cuts_the_partial_line_and_recovers(tmp_path
     assert not list(tmp_path.glob(".probe-*"))
 
 
-def test_a_directory_that_cannot_be_written_after_a_rotation_is_reported_and_recovers(tmp_path: Path) -> None:
+def test_a_directory_that_cannot_be_written_after_a_rotation_is_reported_and_recovers(tmp_path: Path,
+                                                                                        clock: Clock) -> None:
     """The directory is replaced by a file (unwritable for root too) while the log rotates, as
     at a reload; once it is back, events are taken again, without a restart."""
     directory = tmp_path / "log"
-    log = EventLog(directory, "w1", retry=0.05)
+    log = EventLog(directory, "w1")
 
     log.write({"user": 1})
     log.rotate()
@@ -84,11 +107,11 @@ def test_a_directory_that_cannot_be_written_after_a_rotation_is_reported_and_rec
     directory.write_text("not a directory")
     with pytest.raises(LogUnavailable, match="Not a directory"):
         log.write({"user": 2})
-    time.sleep(0.06)
+    clock.advance(1.1)  # past the 1 s retry
     with pytest.raises(LogUnavailable, match="Not a directory|File exists"):
         log.check()  # the probe fails too: still unavailable
     directory.unlink()
-    time.sleep(0.06)
+    clock.advance(1.1)  # past the 1 s retry
     log.write({"user": 3})
     log.close()
     assert [event["user"] for event in read_events(directory)] == [3]
@@ -123,11 +146,12 @@ def test_the_courses_layout_is_written_and_read_back(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
 
 
-def test_held_events_leave_in_one_write_and_a_failure_says_how_many_reached_the_kernel(tmp_path: Path) -> None:
+def test_held_events_leave_in_one_write_and_a_failure_says_how_many_reached_the_kernel(tmp_path: Path,
+                                                                                       clock: Clock) -> None:
     """Events written `held` are gathered (nothing in the file) until `release` writes them in
     one go; a rotation writes the held ones first (they belong to the closing file); when the
     final write fails, `release` says why and how many of the held events are in a file."""
-    log = EventLog(tmp_path, "w1", retry=0.05)
+    log = EventLog(tmp_path, "w1")
     for user in range(3):
         log.write({"user": user}, held=True)
     assert read_events(tmp_path) == []
@@ -152,7 +176,7 @@ def test_held_events_leave_in_one_write_and_a_failure_says_how_many_reached_the_
     assert "cannot be written" in error and written == 2
     with pytest.raises(LogUnavailable):
         log.check()
-    time.sleep(0.06)
+    clock.advance(1.1)  # past the 1 s retry
     log.write({"user": 7})
     log.close()
     assert [event["user"] for event in read_events(tmp_path)] == [0, 1, 2, 3, 4, 7]  # 5 and 6 in no file

@@ -136,7 +136,7 @@ def s3_server(monkeypatch: pytest.MonkeyPatch):
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, timeout=30)
+        wait_for_port(port)
         for key, value in {"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "moto",
                            "AWS_EC2_METADATA_DISABLED": "true"}.items():
             monkeypatch.setenv(key, value)

@@ -18,6 +18,7 @@ from botify.sim import AgentSpec, SimSettings, Simulation
 from botify.client import BotifyClient, RemoteError
 from botify.sim.remote import RemoteAgent
 from botify.world import World
+from tests.servers import PATIENCE, wait_until
 
 
 class CourseLikeServer(ThreadingHTTPServer):
@@ -171,7 +172,7 @@ def test_server_down_for_good_gives_a_clear_error(small_world) -> None:
     started = time.monotonic()
     with pytest.raises(RemoteError, match=r"kept failing for 0.5 s; last error: cannot connect"):
         client.post_batch("next", np.array([1, 2]), np.array([2, 3]), np.array([0.5, 0.5]))
-    assert 0.2 < time.monotonic() - started < 2 and client.stats.retries >= 3
+    assert 0.2 < time.monotonic() - started < 10 and client.stats.retries >= 3  # the 0.5 s outage, not 60 s
     client.close()
     agent = RemoteAgent(f"http://127.0.0.1:{port}", small_world.catalog.size)
     with pytest.raises(RemoteError, match="cannot connect"):
@@ -232,14 +233,20 @@ def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path
     monkeypatch.setenv("BOTIFY_ADMIN_TOKEN", "test-admin-token")  # no token file written for the service
     sessions = tmp_path / "sessions.csv"
     with ServiceProcess("--catalog", small_world_dir, "--log-dir", tmp_path / "log") as service:
-        killer = threading.Timer(3.0, service.process.kill)
-        killer.start()
-        started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "botify", "sim", "run", "--world", str(small_world_dir),
-                                 "--agent", "remote", "--url", service.url, "--episodes", "200000",
-                                 "--chunk-size", "200", "--outage", "1", "--sessions-csv", str(sessions)],
-                                check=False, capture_output=True, text=True, timeout=120)
-        killer.join()
+        run = subprocess.Popen([sys.executable, "-m", "botify", "sim", "run", "--world", str(small_world_dir),
+                                "--agent", "remote", "--url", service.url, "--episodes", "200000",
+                                "--chunk-size", "200", "--outage", "1", "--sessions-csv", str(sessions)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:  # killed once two chunks' sessions have ended (chunks run one after another)
+            wait_until(lambda: sum(path.read_bytes().count(b'"message":"last"')
+                                   for path in (tmp_path / "log").glob("events-*.jsonl")) >= 400,
+                       "400 sessions ended", every=0.05)
+        finally:
+            service.process.kill()
+        killed = time.monotonic()
+        stdout, stderr = run.communicate(timeout=PATIENCE)
+        exited = time.monotonic()
+        result = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "kept failing for 1 s" in lines[0] and f"finished sessions, written to {sessions}" in lines[0]
@@ -248,4 +255,4 @@ def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path
     assert 0 < len(rows) < 200_000 and len(rows) % 200 == 0
     assert f"stopped after {len(rows):,} finished sessions" in lines[0]
     assert "(interrupted)" in result.stdout  # the day's table, counters included, was printed
-    assert time.monotonic() - started < 30
+    assert exited - killed < 60  # the 1 s outage, then the exit: not a hang

@@ -14,18 +14,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, read_events, wait_for_port
+from tests.servers import PATIENCE, free_port, is_ready, read_events, wait_until
 
 
-def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen, int]:
+def start_serve(*args: str, cwd: Path, ready_in_a_row: int = 1) -> tuple[subprocess.Popen, int]:
+    """`botify serve ARGS` once /ready has answered 200 `ready_in_a_row` times in a row (fresh
+    connections land on any worker: with several, a few in a row mean all are up)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args], cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    in_a_row = 0
+
+    def up() -> bool:
+        nonlocal in_a_row
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[1])
+        in_a_row = in_a_row + 1 if is_ready(port) else 0
+        return in_a_row >= ready_in_a_row
+
     try:
-        wait_for_port(port, timeout=20)
-    except TimeoutError:
+        wait_until(up, "botify serve's /ready", every=0.05)
+    except AssertionError:
         process.kill()
-        raise AssertionError(process.communicate()[1]) from None
+        raise
     return process, port
 
 
@@ -53,34 +64,33 @@ def test_no_answered_event_is_lost_on_shutdown(small_world_dir: Path, tmp_path: 
     threads = [threading.Thread(target=hammer, args=(port, i * 10_000_000, answered[i], stop)) for i in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    wait_until(lambda: sum(map(len, answered)) > 500, "500 answers")  # then signalled under load
     process.send_signal(signal_number)
     # uvicorn shuts down gracefully, then re-raises the signal: exit status 0 or "killed by it".
-    assert process.wait(20) in (0, -signal_number), process.communicate()[1]
+    assert process.wait(PATIENCE) in (0, -signal_number), process.communicate()[1]
     assert "Traceback" not in process.communicate()[1]
     stop.set()
     for thread in threads:
-        thread.join(10)
+        thread.join(PATIENCE)
     answered_users = {user for part in answered for user in part}
     logged_users = {event["user"] for event in read_events(tmp_path / "log")}
-    assert len(answered_users) > 500
     assert answered_users <= logged_users, f"{len(answered_users - logged_users)} answered events missing"
 
 
 def test_several_workers_without_redis_are_refused(small_world_dir: Path, tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", str(small_world_dir),
-                          "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          "--workers", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=PATIENCE,
                          env={**os.environ, "BOTIFY_REDIS_URL": ""})
     assert run.returncode == 1 and "--workers 2 needs --redis" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_bad_catalog_or_experiments_fail_before_serving(small_world_dir: Path, tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", "nowhere/tracks.json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=PATIENCE)
     assert run.returncode == 1 and "tracks.json: file not found" in run.stderr
     (tmp_path / "e.toml").write_text('default = "deep_magic"\n')
     run = subprocess.run([sys.executable, "-m", "botify", "serve", "--catalog", str(small_world_dir),
-                          "--experiments", "e.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                          "--experiments", "e.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=PATIENCE)
     assert run.returncode == 1 and "unknown recommender 'deep_magic'" in run.stderr
 
 
@@ -94,33 +104,26 @@ def test_artifacts_naming_tracks_outside_the_catalog_are_served_with_a_warning_u
     args = ("--catalog", str(small_world_dir), "--experiments", "e.toml", "--artifacts", "art")
     process, port = start_serve(*args, cwd=tmp_path)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
         connection.request("POST", "/next/1", body=b'{"track": 3, "time": 1.0}')
         assert json.loads(connection.getresponse().read()) == {"user": 1, "track": 4}
     finally:
         process.terminate()
-        stderr = process.communicate(timeout=30)[1]
+        stderr = process.communicate(timeout=PATIENCE)[1]
     assert f"artifact i2i.jsonl: {tracks} track ids outside the catalog (0..{tracks - 1}) skipped" in stderr
     strict = subprocess.run([sys.executable, "-m", "botify", "serve", "--strict", *args], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=PATIENCE)
     assert strict.returncode == 1 and f"{tracks} is not a track id in 0..{tracks - 1}" in strict.stderr
     assert "Traceback" not in strict.stderr and len(strict.stderr.strip().splitlines()) == 1
 
 
 def test_two_workers_share_redis(small_world_dir: Path, tmp_path: Path, redis_server, redis_url: str) -> None:
     process, port = start_serve("--catalog", str(small_world_dir), "--log-dir", "log", "--workers", "2",
-                                "--redis", redis_url, cwd=tmp_path)
+                                "--redis", redis_url, cwd=tmp_path, ready_in_a_row=6)  # both workers up and loaded
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # both workers up and loaded
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/ready")
-            if connection.getresponse().status == 200:
-                break
-            time.sleep(0.05)
         answered = 0
         for user in range(200):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # spread over workers
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)  # spread over workers
             connection.request("POST", f"/next/{user % 20}", body=b'{"track": 3, "time": 1.0}')
             answered += connection.getresponse().status == 200
             connection.close()
@@ -129,7 +132,7 @@ def test_two_workers_share_redis(small_world_dir: Path, tmp_path: Path, redis_se
         assert int(redis_server.command("LLEN", "botify:history:7")) == 10
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(20)
+        process.wait(PATIENCE)
     assert len(read_events(tmp_path / "log")) == 200
     stats = redis_server.command("INFO", "commandstats")
     assert int(stats.split("cmdstat_set:calls=")[1].split(",")[0]) <= 3  # one lock, one ready flag: one upload
@@ -166,41 +169,38 @@ def test_workers_get_the_connection_settings_and_one_admin_token(small_world_dir
                                 str(token_file)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
-        ready = 0
-        while ready < 6:  # both workers up (fresh connections land on either)
-            assert time.monotonic() < deadline and process.poll() is None, "the workers did not start"
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/ready")
-                ready = ready + 1 if connection.getresponse().status == 200 else 0
-                connection.close()
-            except OSError:
-                time.sleep(0.05)
+        in_a_row = 0
+
+        def up() -> bool:  # both workers (fresh connections land on either)
+            nonlocal in_a_row
+            assert process.poll() is None, "the workers did not start"
+            in_a_row = in_a_row + 1 if is_ready(port) else 0
+            return in_a_row >= 6
+
+        wait_until(up, "both workers' /ready", every=0.05)
         token = token_file.read_text().strip()
         statuses = []
         for _ in range(12):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
             connection.request("POST", "/admin/reload", headers={"Authorization": f"Bearer {token}"})
             statuses.append(connection.getresponse().status)
             connection.close()
         assert statuses == [200] * 12
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
         connection.request("POST", "/admin/reload", headers={"Authorization": "Bearer wrong"})
         assert connection.getresponse().status == 401
         connection.close()
-        idle = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(10)]
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) for _ in range(10)]
         started = time.monotonic()
-        for sock in idle:
-            sock.settimeout(max(0.1, started + 4 - time.monotonic()))
+        for sock in idle:  # closed by the 1 s header timeout; without one, never (slow machines: 30 s)
+            sock.settimeout(max(0.1, started + 30 - time.monotonic()))
             try:
                 assert sock.recv(1) == b""
             except TimeoutError:
                 raise AssertionError("a worker kept an idle connection past --header-timeout 1") from None
             finally:
                 sock.close()
-        assert time.monotonic() - started < 3
     finally:
         process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0]
+        output = process.communicate(timeout=PATIENCE)[0]
     assert f"admin token from {token_file}" in output and token not in output

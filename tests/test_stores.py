@@ -109,11 +109,11 @@ def test_sessions_open_at_next_and_close_at_last(make_store, small_world: World)
 
 def test_sessions_are_bounded_and_expire(make_store, small_world: World) -> None:
     async def scenario():
-        store = await _loaded(make_store(session_length=4, session_ttl=0.3), small_world)
+        store = await _loaded(make_store(session_length=4, session_ttl=1.0), small_world)
         for track in range(6):
             session, _, *_ = await store.listen(1, Listen(track, 1.0, 0))
         assert [listen.track for listen in session] == [2, 3, 4, 5]  # the latest four
-        await asyncio.sleep(0.45)
+        await asyncio.sleep(1.2)
         assert await store.session(1) == []  # abandoned without a /last: expired
         session, _, *_ = await store.listen(1, Listen(9, 1.0, 0))
         assert session == [Listen(9, 1.0, 0)]
@@ -165,12 +165,12 @@ def test_redis_pause_gives_fast_503_and_recovers(redis_server, redis_url: str, s
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="unavailable"):
                 await store.listen(1, Listen(11, 1.0))
-            assert time.monotonic() - started < 1.0  # the command time-out, not a freeze
+            assert time.monotonic() - started < 3  # the 0.3 s command time-out, not a freeze
             started = time.monotonic()
             for _ in range(20):
                 with pytest.raises(StoreUnavailable):
                     await store.history(1)
-            assert time.monotonic() - started < 0.1  # during the cool-down: at once
+            assert time.monotonic() - started < 0.3  # during the cool-down: at once, not 0.3 s each
             assert await store.track(1) == small_world.catalog.records[1]  # the catalog needs no Redis
         finally:
             redis_server.resume()

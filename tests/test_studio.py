@@ -23,13 +23,13 @@ from botify.errors import BotifyError
 from botify.service import Experiment, ServiceSettings
 from botify.service.models import PEOPLE_FIRST
 from botify.sim import AgentSpec, SimSettings, Simulation
-from tests.servers import ADMIN, ServiceThread, read_events
+from tests.servers import ADMIN, PATIENCE, ServiceThread, read_events, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LISTEN_EXPERIMENTS = ('default = "random"\n[[experiments]]\nname = "STUDIO"\n'
                       'treatments = ["random", { recommender = { kind = "sticky_artist", fallback = "random" } }]\n')
 PERSON_EXPERIMENTS = ('default = "random"\n[[experiments]]\nname = "PEOPLE"\ntreatments = ["random", '
-                      '{ recommender = { kind = "botify.studio:Person", params = { timeout = 20 }, '
+                      '{ recommender = { kind = "botify.studio:Person", params = { timeout = 300 }, '
                       'fallback = "sticky_artist" } }]\n')
 
 
@@ -65,6 +65,7 @@ def page(browser, request):
     """A page that records console errors and uncaught exceptions; none may happen."""
     context = browser.new_context(viewport={"width": 1200, "height": 860})
     opened = context.new_page()
+    opened.set_default_timeout(PATIENCE * 1000)  # a page's waits, on a machine that may be slow
     problems: list[str] = []
     opened.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     opened.on("pageerror", lambda error: problems.append(str(error)))
@@ -83,7 +84,7 @@ def _shoot(page, request, name: str) -> None:
 
 def _call(url: str, method: str, path: str, body: bytes | None = None, token: str | None = None):
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = http.client.HTTPConnection(host, int(port), timeout=PATIENCE)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -216,7 +217,7 @@ def test_a_person_listens_through_the_service(listen_studio, small_world, page, 
 def test_dashboard_shows_what_botify_analyze_prints(listen_studio, small_world, small_world_dir, page, request):
     day = _simulate(small_world, small_world_dir, AgentSpec(kind="remote", url=listen_studio.url, connections=8),
                     SimSettings(episodes=300, seed=11, chunk_size=100))
-    day.join(60)
+    day.join(PATIENCE)
     assert day.summaries, day.errors
     log_dir = listen_studio.settings.log_dir
     result = CliRunner().invoke(cli, ["analyze", str(log_dir), "--experiment", "STUDIO", "--format", "json"])
@@ -224,7 +225,7 @@ def test_dashboard_shows_what_botify_analyze_prints(listen_studio, small_world, 
     expected = json.loads(result.stdout)
 
     page.goto(f"{listen_studio.url}/studio/#watch")
-    page.wait_for_function(f"document.querySelector('#lines').dataset.value === '{expected['lines']}'", timeout=15000)
+    page.wait_for_function(f"document.querySelector('#lines').dataset.value === '{expected['lines']}'")
     page.wait_for_selector("#verdict tbody tr[data-treatment='T1'] td[data-field='effect']:not(:empty)")
     for treatment, users in expected["users"].items():
         row = page.locator(f"#verdict tbody tr[data-treatment='{treatment}']")
@@ -262,7 +263,7 @@ def test_a_person_answers_a_simulated_listener(small_world, small_world_dir, tmp
         day = _simulate(small_world, small_world_dir, AgentSpec(kind="studio", url=running.url),
                         SimSettings(episodes=8, seed=5))
         page.goto(f"{running.url}/studio/#recommend&token={ADMIN}")
-        page.wait_for_selector("#queue li[data-request]", timeout=15000)
+        page.wait_for_selector("#queue li[data-request]")
         page.click("#queue li[data-request] >> nth=0")
         page.wait_for_selector("#suggestions .suggestion button")
         picked = page.locator("#suggestions .suggestion li").first.inner_text()
@@ -271,7 +272,7 @@ def test_a_person_answers_a_simulated_listener(small_world, small_world_dir, tmp
         page.wait_for_function("document.querySelector('#answered').textContent === '1'")
         assert page.locator("#error").is_hidden(), page.inner_text("#error")
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 5 * PATIENCE
         answered = 1
         while day.is_alive() and time.monotonic() < deadline:  # answer the rest by the API, quickly
             status, queue = _call(running.url, "GET", "/studio/api/queue")
@@ -281,7 +282,7 @@ def test_a_person_answers_a_simulated_listener(small_world, small_world_dir, tmp
                 status, _ = _call(running.url, "POST", "/studio/api/answer", body.encode(), ADMIN)
                 answered += status == 200
             time.sleep(0.02)
-        day.join(5)
+        day.join(PATIENCE)
         page.goto("about:blank")  # before the server stops under the page's polling
         assert day.summaries and day.summaries[0].sessions == 8, f"the simulator did not carry on: {day.errors}"
         events = read_events(running.settings.log_dir)
@@ -299,20 +300,20 @@ def test_shutdown_hands_held_requests_to_the_fallback(small_world, small_world_d
     config = tmp_path / "experiments.toml"
     config.write_text(PERSON_EXPERIMENTS)
     service = ServiceProcess("--studio", "--catalog", small_world_dir, "--experiments", config,
-                             "--log-dir", tmp_path / "log", log_file=tmp_path / "service.log")
+                             "--log-dir", tmp_path / "log", "--shutdown-timeout", "300",
+                             log_file=tmp_path / "service.log")
     with ThreadPoolExecutor(1) as pool:  # its client runs an event loop: off Playwright's, if a browser is open
         pool.submit(service.start).result()
     try:
         day = _simulate(small_world, small_world_dir, AgentSpec(kind="studio", url=service.url, outage=0),
                         SimSettings(episodes=8, seed=5))
-        deadline = time.monotonic() + 15
-        while not _call(service.url, "GET", "/studio/api/queue")[1]["requests"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: _call(service.url, "GET", "/studio/api/queue")[1]["requests"], "a request held for a person",
+                   every=0.05)
         stopping = time.monotonic()
     finally:
-        service.stop()
-    assert time.monotonic() - stopping < 5  # not the 10 s of the graceful-shutdown deadline
-    day.join(10)
+        service.stop(timeout=2 * 300)
+    assert time.monotonic() - stopping < PATIENCE  # not the 300 s of the graceful-shutdown deadline
+    day.join(PATIENCE)
     assert day.errors  # the simulator's service went away under it
     events = read_events(tmp_path / "log")
     held = [event for event in events if event["experiments"]["PEOPLE"] == "T1" and event["message"] == "next"]
