@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Torch and BLAS on one thread in tests (and the commands they start), set before either is
+# imported. Their models are small: on a quiet 2-core machine one thread trains them about as
+# fast as two, but on a machine whose CPU is shared, as CI's is, two threads that wait for each
+# other at every operation took 130 s for four training tests that one thread ran in 58 s.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
