@@ -29,7 +29,8 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = PATI
     """Polls `condition` until it returns something true, and returns that; fails naming `what`."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout:.0f} s")
         time.sleep(every)
     return value
 

@@ -7,6 +7,7 @@ import json
 import resource
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def clock(monkeypatch) -> Clock:
     import botify.service.eventlog
 
     clock = Clock()
-    monkeypatch.setattr(botify.service.eventlog.time, "monotonic", clock)
+    monkeypatch.setattr(botify.service.eventlog, "time", SimpleNamespace(monotonic=clock))
     return clock
 
 

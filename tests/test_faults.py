@@ -104,7 +104,7 @@ class Served:
 def drive(url: str, users: range, answered: list[int], statuses: dict[int, int], stop: threading.Event) -> None:
     """POST /next for each user in turn on one keep-alive connection; the users answered 200."""
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection = http.client.HTTPConnection(host, int(port), timeout=PATIENCE)
     for user in users:
         if stop.is_set():
             return

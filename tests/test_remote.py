@@ -238,9 +238,12 @@ def test_a_run_that_loses_its_service_writes_what_finished(small_world_dir: Path
                                 "--chunk-size", "200", "--outage", "1", "--sessions-csv", str(sessions)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:  # killed once two chunks' sessions have ended (chunks run one after another)
-            wait_until(lambda: sum(path.read_bytes().count(b'"message":"last"')
-                                   for path in (tmp_path / "log").glob("events-*.jsonl")) >= 400,
-                       "400 sessions ended", every=0.05)
+            def two_chunks() -> bool:
+                assert run.poll() is None, run.communicate()[1]
+                return sum(path.read_bytes().count(b'"message":"last"')
+                           for path in (tmp_path / "log").glob("events-*.jsonl")) >= 400
+
+            wait_until(two_chunks, "400 sessions ended", every=0.05)
         finally:
             service.process.kill()
         killed = time.monotonic()

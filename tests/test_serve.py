@@ -42,7 +42,7 @@ def start_serve(*args: str, cwd: Path, ready_in_a_row: int = 1) -> tuple[subproc
 
 def hammer(port: int, first_user: int, answered: list[int], stop: threading.Event) -> None:
     """Send /next with fresh user ids until the server goes away; remember what was answered."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
     user = first_user
     try:
         while not stop.is_set():
@@ -200,6 +200,7 @@ def test_workers_get_the_connection_settings_and_one_admin_token(small_world_dir
                 raise AssertionError("a worker kept an idle connection past --header-timeout 1") from None
             finally:
                 sock.close()
+        assert time.monotonic() - started < 8  # the 1 s header timeout, not the 10 s default
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=PATIENCE)[0]
