@@ -361,8 +361,8 @@ def test_sigterm_is_bounded_by_the_shutdown_timeout(small_world_dir: Path, tmp_p
         started = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         served.process.wait(PATIENCE)
-        elapsed = time.monotonic() - started  # not the 600 s the clients could take otherwise
-        assert elapsed < 60, f"SIGTERM took {elapsed:.1f} s with a 2 s shutdown timeout"
+        elapsed = time.monotonic() - started  # not the 600 s the clients could take, nor the 10 s default
+        assert elapsed < 9, f"SIGTERM took {elapsed:.1f} s with a 2 s shutdown timeout"
         answers = [_answer(holder) for holder in holders]
         assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in answers), answers
     finally:

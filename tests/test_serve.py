@@ -17,18 +17,19 @@ import pytest
 from tests.servers import PATIENCE, free_port, is_ready, read_events, wait_until
 
 
-def start_serve(*args: str, cwd: Path, ready_in_a_row: int = 1) -> tuple[subprocess.Popen, int]:
+def start_serve(*args: str, cwd: Path, ready_in_a_row: int = 1, env: dict[str, str] | None = None,
+                stderr: int = subprocess.PIPE) -> tuple[subprocess.Popen, int]:
     """`botify serve ARGS` once /ready has answered 200 `ready_in_a_row` times in a row (fresh
     connections land on any worker: with several, a few in a row mean all are up)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), *args], cwd=cwd,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     in_a_row = 0
 
     def up() -> bool:
         nonlocal in_a_row
         if process.poll() is not None:
-            raise AssertionError(process.communicate()[1])
+            raise AssertionError("".join(output for output in process.communicate() if output))
         in_a_row = in_a_row + 1 if is_ready(port) else 0
         return in_a_row >= ready_in_a_row
 
@@ -161,23 +162,11 @@ def test_workers_get_the_connection_settings_and_one_admin_token(small_world_dir
     import socket
 
     token_file = tmp_path / "admin-token"
-    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "BOTIFY_ADMIN_TOKEN"}
-    process = subprocess.Popen([sys.executable, "-m", "botify", "serve", "--port", str(port), "--catalog",
-                                str(small_world_dir), "--log-dir", "log", "--workers", "2", "--redis", redis_url,
-                                "--header-timeout", "1", "--reload-interval", "0", "--admin-token-file",
-                                str(token_file)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        in_a_row = 0
-
-        def up() -> bool:  # both workers (fresh connections land on either)
-            nonlocal in_a_row
-            assert process.poll() is None, "the workers did not start"
-            in_a_row = in_a_row + 1 if is_ready(port) else 0
-            return in_a_row >= 6
-
-        wait_until(up, "both workers' /ready", every=0.05)
+    process, port = start_serve("--catalog", str(small_world_dir), "--log-dir", "log", "--workers", "2", "--redis",
+                                redis_url, "--header-timeout", "1", "--reload-interval", "0", "--admin-token-file",
+                                str(token_file), cwd=tmp_path, ready_in_a_row=6, env=env, stderr=subprocess.STDOUT)
+    try:  # both workers up (fresh connections land on either)
         token = token_file.read_text().strip()
         statuses = []
         for _ in range(12):
